@@ -1,0 +1,254 @@
+"""Vocabularies, priors and protocols, loaded from package data.
+
+Every published number lives in ``aufer/data/reference/*.json`` (copied from the papers' official code and
+data files, each with an ``_about`` provenance note); this module only reads and indexes them, so no
+published constant is written in Python.
+
+Conventions
+-----------
+* An AU is an ``int`` FACS number (``12`` for AU12 "lip corner puller"); :func:`au_code` gives the
+  OpenFace-style column stem ``"AU12"`` (two digits: ``"AU01"``).
+* Emotions use the long names of the 7-class (DFEW/FERV39K) and 11-class (MAFW) label sets:
+  ``happiness, sadness, neutral, anger, surprise, disgust, fear`` (+ ``contempt, anxiety, helplessness,
+  disappointment``). Index = position in that tuple (= DFEW csv label − 1).
+* Matrices are ``numpy`` arrays indexed ``[emotion, au]`` in the order of the lists passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "reference", "au_names", "au_name", "au_code", "au_region", "emotions", "EMOTIONS_7", "EMOTIONS_11",
+    "canonical_emotion", "dataset_aus", "openface_aus", "ssm_prior", "ssm_descriptions", "ckplus_prior",
+    "emfacs_prototypes", "au_dfer_weights", "au_dfer_pos_weight", "protocol", "fold_test_subjects",
+    "au_base_rates",
+]
+
+
+
+@cache
+def _json(relpath: str) -> dict:
+    with resources.files("aufer").joinpath("data", *relpath.split("/")).open("r", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def reference(name: str) -> dict:
+    """Raw content of ``data/reference/<name>.json`` (``protocols``, ``facs_priors``, ``au_dfer``,
+    ``label_stats``), provenance note included under ``_about`` / ``_provenance``.
+
+    Raises:
+        FileNotFoundError: for an unknown name.
+    """
+    return _json(f"reference/{name}.json")
+
+
+# --------------------------------------------------------------------------------------------------- AUs
+@cache
+def au_names() -> dict[int, str]:
+    """FACS names of all AUs aufer knows, ``{1: "inner brow raiser", ...}`` (protocols.json)."""
+    return {int(k[2:]): v for k, v in reference("protocols")["facs_au_names"].items()}
+
+
+def au_name(au: int) -> str:
+    """FACS name of one AU, e.g. ``au_name(12) == "lip corner puller"``.
+
+    Raises:
+        KeyError: if the AU is not in the FACS table.
+    """
+    try:
+        return au_names()[int(au)]
+    except KeyError:
+        raise KeyError(f"AU{au} is not a known FACS action unit; known: {sorted(au_names())}") from None
+
+
+def au_code(au: int) -> str:
+    """OpenFace-style column stem: ``au_code(1) == "AU01"``, ``au_code(12) == "AU12"``."""
+    return f"AU{int(au):02d}"
+
+
+def au_region(au: int) -> str:
+    """Facial region of an AU: ``brow``, ``eye``, ``nose``, ``mouth``, ``chin`` or ``jaw`` (data/vocab.json)."""
+    return _json("vocab.json")["au_regions"][str(int(au))]
+
+
+def openface_aus() -> tuple[int, ...]:
+    """The 18 AUs OpenFace 2.0 reports presence for (data/vocab.json)."""
+    return tuple(_json("vocab.json")["openface_aus"])
+
+
+def dataset_aus(dataset: str) -> tuple[int, ...]:
+    """AU list of a benchmark in its standard order: ``BP4D`` (12), ``DISFA`` (8), ``OpenFace`` (18).
+
+    Raises:
+        KeyError: for a dataset without an AU vocabulary.
+    """
+    if dataset.lower() == "openface":
+        return openface_aus()
+    protos = reference("protocols")
+    key = _dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict) and "aus" in v])
+    return tuple(int(a) for a in protos[key]["aus"])
+
+
+# ----------------------------------------------------------------------------------------------- emotions
+EMOTIONS_7: tuple[str, ...] = tuple(_json("reference/facs_priors.json")["emotions_7"])
+EMOTIONS_11: tuple[str, ...] = tuple(_json("reference/facs_priors.json")["emotions_11"])
+
+# Spellings used by the reference code bases and CK+ for the same classes.
+_ALIASES = {
+    "happy": "happiness", "sad": "sadness", "angry": "anger", "surprised": "surprise", "fearful": "fear",
+    "disgusted": "disgust", "sadness": "sadness", "happiness": "happiness", "anger": "anger",
+}
+
+
+def emotions(n: int = 7) -> tuple[str, ...]:
+    """The 7-class (DFEW/FERV39K) or 11-class (MAFW) emotion label set, in dataset index order.
+
+    Raises:
+        ValueError: for any other ``n``.
+    """
+    if n == 7:
+        return EMOTIONS_7
+    if n == 11:
+        return EMOTIONS_11
+    raise ValueError(f"emotion label sets have 7 or 11 classes, not {n}")
+
+
+def canonical_emotion(name: str) -> str:
+    """Map a spelling used elsewhere (``happy``, ``angry``, ``Sadness``) to aufer's name (``happiness``...)."""
+    key = name.strip().lower()
+    return _ALIASES.get(key, key)
+
+
+# ------------------------------------------------------------------------------------------------- priors
+def ssm_prior(au_dataset: str, n_emotions: int = 7) -> np.ndarray:
+    """SSM's exact FACS prior, shape ``(E, A)``: 1.0 where FACS links the AU to the emotion, 0.02 elsewhere;
+    rows in :func:`emotions` order, columns in :func:`dataset_aus` order.
+
+    Source: github.com/MSA-LMC/SSM ``ssm/models/bp4d.py``, ``ssm/models/disfa.py`` (facs_priors.json).
+
+    Raises:
+        KeyError / ValueError: for an AU dataset other than BP4D/DISFA or ``n_emotions`` not 7 or 11.
+    """
+    emotions(n_emotions)
+    pri = reference("facs_priors")["ssm"]
+    return np.asarray(pri[_dataset_key(au_dataset, pri)][str(n_emotions)], dtype=np.float64)
+
+
+def ssm_descriptions(key: str) -> tuple[str, ...]:
+    """SSM's class descriptions fed to its text prompt learner: ``BP4D_7``, ``DISFA_7`` or ``MAFW_11``."""
+    return tuple(reference("facs_priors")["ssm_emotion_descriptions"][key])
+
+
+def ckplus_prior(emotion_list: Sequence[str], aus: Sequence[int], missing: float = float("nan")) -> np.ndarray:
+    """Empirical P(AU active at the peak frame | emotion) over the 327 emotion-labelled CK+ sequences,
+    shape ``(len(emotion_list), len(aus))``.
+
+    CK+ has no neutral class: a ``neutral`` row is all zeros. AUs CK+ does not code (e.g. AU45) get
+    ``missing``. Source: NetFACS ``emotions_set`` data derived from CK+ (facs_priors.json).
+
+    Raises:
+        KeyError: for an emotion CK+ does not have (e.g. ``anxiety``).
+    """
+    table = reference("facs_priors")["ckplus_p_au_given_emotion"]["p_au_given_emotion"]
+    by_name = {canonical_emotion(k): v for k, v in table.items()}
+    out = np.full((len(emotion_list), len(aus)), missing, dtype=np.float64)
+    for i, e in enumerate(emotion_list):
+        e = canonical_emotion(e)
+        if e == "neutral":
+            out[i] = 0.0
+            continue
+        if e not in by_name:
+            raise KeyError(f"CK+ has no '{e}' sequences; it has {sorted(by_name)}")
+        for j, au in enumerate(aus):
+            v = by_name[e].get(f"AU{int(au)}")
+            if v is not None:
+                out[i, j] = v
+    return out
+
+
+def emfacs_prototypes() -> dict[str, tuple[int, ...]]:
+    """Textbook EMFACS prototype AUs per emotion (recalled, NOT verified against the source; see
+    facs_priors.json ``emfacs_prototypes.status``)."""
+    raw = reference("facs_priors")["emfacs_prototypes"]
+    return {canonical_emotion(k): tuple(v) for k, v in raw.items() if k != "status"}
+
+
+def au_dfer_weights(variant: str = "DFEW") -> tuple[np.ndarray, tuple[str, ...], tuple[int, ...]]:
+    """AU-DFER's emotion×AU weight matrix ``W`` (7, 18) with its emotion names (aufer spelling) and AU order.
+
+    ``variant``: ``DFEW`` (majority row assignment, M3DFEL/MAE-DFER), ``DFEW_former_dfer_variant`` (rows
+    permuted as in Former-DFER_AU/main_DFEW.py) or ``FERV39K_former_dfer``. The AU order is RECONSTRUCTED
+    (OpenFace 2.0 presence order; upstream code does not state it). Source: au_dfer.json.
+    """
+    ref = reference("au_dfer")
+    rows = ref["W"][variant]["rows"]
+    names = tuple(canonical_emotion(e) for e in ref["emotions"])
+    w = np.asarray([rows[e] for e in ref["emotions"]], dtype=np.float64)
+    return w, names, tuple(ref["au_order"])
+
+
+def au_dfer_pos_weight(option: str, dataset: str = "DFEW") -> np.ndarray:
+    """AU-DFER's BCE ``pos_weight``: ``global`` → (18,); ``distinct`` / ``minor`` → (7, 18), one row per emotion
+    in :func:`au_dfer_weights` order (``minor``: distinct rows for disgust/surprise/fear, ones elsewhere).
+
+    Source: au_dfer.json (transcribed from the AU-DFER code bases).
+    """
+    ref = reference("au_dfer")
+    pw = ref["pos_weight"]
+    if option == "global":
+        return np.asarray(pw["global"][dataset], dtype=np.float64)
+    distinct = np.asarray([pw["distinct"][dataset][e] for e in ref["emotions"]], dtype=np.float64)
+    if option == "distinct":
+        return distinct
+    if option == "minor":
+        minor = set(pw["minor"]["minor_classes"])
+        keep = np.array([e in minor for e in ref["emotions"]])[:, None]
+        return np.where(keep, distinct, 1.0)
+    raise ValueError(f"pos_weight option must be global, distinct or minor, not {option!r}")
+
+
+# ---------------------------------------------------------------------------------------------- protocols
+def protocol(dataset: str) -> dict:
+    """Protocol facts of a benchmark (``BP4D``, ``DISFA``, ``DFEW``, ``FERV39K``, ``MAFW``) from protocols.json."""
+    protos = reference("protocols")
+    return protos[_dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict)])]
+
+
+def fold_test_subjects(dataset: str, fold: int, naming: str = "me_graphau_mdhr") -> tuple[str, ...]:
+    """Test subjects of a 3-fold AU benchmark fold (1-based). ``naming``: ``me_graphau_mdhr`` (ME-GraphAU/MDHR:
+    fold1 tests part3) or ``ssm`` (SSM: fold1 tests part1). Source: protocols.json.
+
+    Raises:
+        KeyError: for an unknown naming or fold.
+    """
+    p = protocol(dataset)
+    part = p["fold_test_partition"][naming][str(int(fold))]
+    return tuple(p["partitions"][part])
+
+
+def au_base_rates(aus: Iterable[int], sources: Sequence[str] = ("BP4D", "DISFA")) -> dict[int, float]:
+    """Frame-level base rate P(AU active) of each AU from the first dataset in ``sources`` that codes it
+    (label_stats.json, MDHR label lists). AUs coded by none of them are left out of the result."""
+    stats = reference("label_stats")
+    out: dict[int, float] = {}
+    for au in aus:
+        for ds in sources:
+            rate = stats.get(ds, {}).get("base_rate", {}).get(f"AU{int(au)}")
+            if rate is not None:
+                out[int(au)] = float(rate)
+                break
+    return out
+
+
+def _dataset_key(name: str, keys: Iterable[str]) -> str:
+    keys = list(keys)
+    for k in keys:
+        if k.lower() == name.lower():
+            return k
+    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(k for k in keys if not k.startswith('_'))}")
