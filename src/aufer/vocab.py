@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = [
-    "reference", "au_names", "au_name", "au_code", "au_region", "emotions", "EMOTIONS_7", "EMOTIONS_11",
+    "reference", "normalisation", "au_names", "au_name", "au_code", "au_region", "emotions", "EMOTIONS_7", "EMOTIONS_11",
     "canonical_emotion", "dataset_aus", "openface_aus", "ssm_prior", "ssm_descriptions", "ckplus_prior",
     "emfacs_prototypes", "au_dfer_weights", "au_dfer_pos_weight", "protocol", "fold_test_subjects",
     "au_base_rates",
@@ -75,6 +75,12 @@ def au_code(au: int) -> str:
 def au_region(au: int) -> str:
     """Facial region of an AU: ``brow``, ``eye``, ``nose``, ``mouth``, ``chin`` or ``jaw`` (data/vocab.json)."""
     return _json("vocab.json")["au_regions"][str(int(au))]
+
+
+def normalisation(name: str = "imagenet") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """RGB ``(mean, std)`` for inputs in [0, 1]: ``imagenet`` or ``clip`` (data/vocab.json, with sources)."""
+    n = _json("vocab.json")["normalisation"][name]
+    return tuple(n["mean"]), tuple(n["std"])
 
 
 def openface_aus() -> tuple[int, ...]:

@@ -9,7 +9,9 @@ every landmark set belongs to exactly one detection.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -18,6 +20,25 @@ from aufer.faces.base import Face, box_iou
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence C++ log lines (absl/TFLite) written straight to file descriptor 2 while graphs start."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _import_mediapipe():
@@ -50,11 +71,26 @@ class MediaPipeFaceDetector:
         self.min_score = float(min_score)
         self.roi_scale = float(roi_scale)
         self.roi_size = int(roi_size)
-        # model_selection 0 = short range (faces within ~2 m), 1 = full range (small faces); short first.
-        self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_score)
-                           for m in (0, 1)]
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                                                     min_detection_confidence=0.3)
+        with _quiet_stderr():
+            # model_selection 0 = short range (faces within ~2 m), 1 = full range (small faces); short first.
+            self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_score)
+                               for m in (0, 1)]
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                         refine_landmarks=True, min_detection_confidence=0.3)
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run every graph once on a bundled photo, so that their start-up messages come (and go) now."""
+        import cv2  # noqa: PLC0415
+
+        from aufer.datasets.bundled import data_dir  # noqa: PLC0415
+
+        img = cv2.imread(str(data_dir() / "faces" / "london" / "neutral" / "001.jpg"))
+        if img is not None:
+            rgb = np.ascontiguousarray(img[:, :, ::-1])
+            for det in self._detectors:
+                det.process(rgb)
+            self.detect(rgb)
 
     def close(self) -> None:
         for g in (*self._detectors, self._mesh):

@@ -1,0 +1,54 @@
+"""Video analysis speed, end to end, on the bundled 640×360 video with the demo model architecture.
+
+Prints frames/s for: decoding only, decoding + face pipeline, and the whole `predict` path (decode, detect,
+landmarks, align, model, CSV rows), and the ratio to the 25 frames/s target. Speed does not depend on the
+weights, so an untrained `aufer_tiny` is used unless --model gives a trained run folder.
+
+    python benchmarks/video_speed.py [--model runs/demo-...] [--repeat 2]
+"""
+
+import argparse
+import time
+
+import torch
+
+from aufer.datasets.bundled import bundled_video
+from aufer.datasets.synth import SYNTH_AUS
+from aufer.faces.pipeline import FacePipeline
+from aufer.media import iter_frames
+from aufer.models import create_model
+from aufer.predict import iter_predictions
+from aufer.train import load_model
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        n = fn()
+        times.append(time.perf_counter() - t)
+    return n, min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    model = load_model(args.model) if args.model else create_model("aufer_tiny", aus=SYNTH_AUS).eval()
+    video = bundled_video()
+    pipe = FacePipeline(crop_size=model.input_size, max_faces=4)
+
+    n, t_dec = best_of(lambda: sum(1 for _ in iter_frames(video)), args.repeat)
+    _, t_face = best_of(lambda: sum(1 for _ in pipe.iter_media(video)), args.repeat)
+    rows, t_all = best_of(lambda: sum(1 for _ in iter_predictions(video, model, pipe)), args.repeat)
+    print(f"video: {video.name}, {n} frames 640x360, torch threads {torch.get_num_threads()}")
+    print(f"decode only              {n / t_dec:8.1f} frames/s")
+    print(f"decode + faces           {n / t_face:8.1f} frames/s")
+    print(f"end to end (predict)     {n / t_all:8.1f} frames/s   ({rows} rows)")
+    print(f"ratio to 25 frames/s target: {n / t_all / 25:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Command line: ``aufer demo | predict | models``.
+
+User mistakes (a missing path, a file that is not media, a missing model, a bad setting) end with one clear
+line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="aufer: facial Action Units and expressions from images and video.")
+err = Console(stderr=True)
+out = Console()
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _latest_run() -> Path | None:
+    runs = sorted(Path("runs").glob("*/model.safetensors"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else None
+
+
+@app.command()
+def demo(
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/demo-<date-time>)"),
+    config: Optional[Path] = typer.Option(None, help="YAML file of demo settings (see configs/demo.yaml)"),
+    epochs: Optional[int] = typer.Option(None, help="override the number of training epochs"),
+    workers: Optional[int] = typer.Option(None, help="processes for synthetic data generation"),
+    quick: bool = typer.Option(False, help="a small, fast configuration (smoke test; metrics are not meaningful)"),
+):
+    """Train the joint AU + expression model on the bundled faces (real photos + SYNTHETIC FACS-warp data),
+    report test metrics of held-out people, and analyse the bundled video."""
+    from aufer.demo import DemoConfig, run_demo  # noqa: PLC0415
+
+    overrides = {"epochs": epochs, "workers": workers}
+    try:
+        if config is not None:
+            if not config.is_file():
+                raise UserError(f"{config}: no such config file")
+            cfg = DemoConfig.from_yaml(config, **overrides)
+        else:
+            cfg = DemoConfig.quick() if quick else DemoConfig()
+            for k, v in overrides.items():
+                if v is not None:
+                    setattr(cfg, k, v)
+        out_dir = out_dir or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+        run_demo(out_dir, cfg, console=out)
+    except (UserError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def predict(
+    path: Path = typer.Argument(..., help="an image, a folder of images or a video"),
+    model: Optional[Path] = typer.Option(None, help="run folder or .safetensors checkpoint (default: newest runs/*)"),
+    output: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default <name>_aufer.csv here)"),
+    plot: Optional[Path] = typer.Option(None, help="PNG of the AU and emotion time series (default next to the CSV)"),
+    batch_size: int = typer.Option(16, help="faces per model call"),
+    max_faces: int = typer.Option(4, help="faces per frame at most"),
+    resume: bool = typer.Option(True, help="resume an interrupted analysis of the same input"),
+):
+    """Analyse PATH: one row per frame and face with AU probabilities (AUxx_p), presence (AUxx_c), emotion
+    probabilities (emo_*) and the top emotion; writes a CSV and a time-series plot."""
+    from aufer.faces.pipeline import FacePipeline  # noqa: PLC0415
+    from aufer.media import MediaError, media_kind  # noqa: PLC0415
+    from aufer.predict import predict_to_csv  # noqa: PLC0415
+    from aufer.report import plot_timeseries  # noqa: PLC0415
+    from aufer.train import load_model  # noqa: PLC0415
+
+    try:
+        kind = media_kind(path)
+        model_path = model or _latest_run()
+        if model_path is None:
+            raise UserError("no trained model found under ./runs: run `aufer demo` first or pass --model RUN_FOLDER")
+        net = load_model(model_path)
+        if model is None:
+            err.print(f"using model {model_path}")
+        output = output or Path(f"{path.stem if kind != 'folder' else path.name}_aufer.csv")
+        plot = plot or output.with_suffix(".png")
+        pipeline = FacePipeline(crop_size=net.input_size, max_faces=max_faces)
+        from rich.progress import Progress  # noqa: PLC0415
+
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task(f"analysing {path.name}", total=None)
+
+            def progress(done, total):
+                bar.update(task, completed=done, total=total)
+
+            predict_to_csv(path, net, output, pipeline=pipeline, batch_size=batch_size, resume=resume, progress=progress)
+        import pandas as pd  # noqa: PLC0415
+
+        df = pd.read_csv(output)
+        plot_timeseries(df, plot, title=f"aufer on {path.name}")
+        n_frames = df["frame"].nunique()
+        found = df.groupby("frame")["face_detected"].any().sum()
+        out.print(f"{output}: {len(df)} rows, {n_frames} frames, face found in {found}; plot {plot}")
+    except (UserError, MediaError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def models():
+    """List the registered models."""
+    from aufer.models import list_models  # noqa: PLC0415
+
+    for name in list_models():
+        out.print(name)
+
+
+@app.command()
+def version():
+    """Print aufer's version."""
+    import aufer  # noqa: PLC0415
+
+    out.print(aufer.__version__)
+
+
+def main() -> None:
+    """Console entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; rerun the same command to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The training loop, as plain functions (torchvision reference-script style; no hook framework)."""
+
+from __future__ import annotations
+
+from itertools import cycle
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from aufer import metrics
+from aufer.datasets.clips import ClipSet
+from aufer.losses import masked_bce, masked_ce
+
+__all__ = ["joint_steps", "train_one_epoch", "predict_clips", "evaluate"]
+
+
+def joint_steps(au_loader: Iterable, fe_loader: Iterable) -> Iterator[tuple[dict, dict]]:
+    """Heterogeneous pairing: one AU batch and one expression batch per step. An epoch runs the longer loader
+    once; the shorter restarts as often as needed."""
+    n_au, n_fe = len(au_loader), len(fe_loader)
+    if n_au >= n_fe:
+        yield from zip(au_loader, _restarting(fe_loader))
+    else:
+        yield from ((a, f) for f, a in zip(fe_loader, _restarting(au_loader)))
+
+
+def _restarting(loader: Iterable) -> Iterator:
+    while True:
+        empty = True
+        for b in loader:
+            empty = False
+            yield b
+        if empty:
+            return
+
+
+def _forward(model, batch: dict) -> dict[str, torch.Tensor]:
+    x = model.preprocess(batch["crops"])
+    lm = batch["landmarks"] if getattr(model, "uses_landmarks", False) else None
+    return model(x, lm)
+
+
+def train_one_epoch(model: torch.nn.Module, au_loader: Iterable, fe_loader: Iterable, optimizer: torch.optim.Optimizer,
+                    scheduler=None, au_weight: float = 1.0, fe_weight: float = 1.0,
+                    on_step: Callable[[], None] | None = None) -> dict[str, float]:
+    """One epoch of joint AU + expression training with masked losses.
+
+    Each step forwards the AU batch and the expression batch; the loss is ``au_weight · BCE(AU labels) +
+    fe_weight · CE(expression labels)``, each over the labels that exist (a batch's missing labels never count).
+
+    Returns:
+        Mean ``loss_au`` and ``loss_expr`` over the epoch.
+    """
+    model.train()
+    sums, n = np.zeros(2), 0
+    for au_b, fe_b in joint_steps(au_loader, fe_loader):
+        out_a, out_f = _forward(model, au_b), _forward(model, fe_b)
+        l_au = masked_bce(torch.cat([out_a["au"].flatten(0, 1), out_f["au"].flatten(0, 1)]),
+                          torch.cat([au_b["au"].flatten(0, 1), fe_b["au"].flatten(0, 1)]))
+        l_fe = masked_ce(torch.cat([out_a["expr"], out_f["expr"]]), torch.cat([au_b["expr"], fe_b["expr"]]))
+        loss = au_weight * l_au + fe_weight * l_fe
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        sums += [l_au.item(), l_fe.item()]
+        n += 1
+        if on_step:
+            on_step()
+    return {"loss_au": sums[0] / max(n, 1), "loss_expr": sums[1] / max(n, 1)}
+
+
+@torch.no_grad()
+def predict_clips(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities on whole clips: AU ``(N, T, A)`` (sigmoid) and expression ``(N, E)`` (softmax)."""
+    from aufer.datasets.loaders import clip_loader  # noqa: PLC0415
+
+    model.eval()
+    aus, exprs = [], []
+    for b in clip_loader(clips, batch_size):
+        out = _forward(model, b)
+        aus.append(torch.sigmoid(out["au"]).numpy())
+        exprs.append(torch.softmax(out["expr"], -1).numpy())
+    return np.concatenate(aus), np.concatenate(exprs)
+
+
+def evaluate(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32, threshold: float = 0.5) -> dict:
+    """Metrics on a clip set: per-AU F1 (threshold 0.5, frames with a 0/1 label), mean F1, and UAR / WAR over the
+    clips with an expression label. Entries are omitted when the set has no label of that kind."""
+    p_au, p_expr = predict_clips(model, clips, batch_size)
+    out: dict = {"n_clips": len(clips)}
+    if ((clips.au == 0) | (clips.au == 1)).any():
+        f1 = metrics.au_f1(p_au, clips.au, threshold)
+        out["au_f1"] = {f"AU{a}": (None if np.isnan(v) else float(v)) for a, v in zip(clips.aus, f1)}
+        out["au_f1_mean"] = float(np.nanmean(f1))
+    if (clips.expr >= 0).any():
+        pred = p_expr.argmax(1)
+        out["uar"] = metrics.uar(pred, clips.expr, len(clips.emotions))
+        out["war"] = metrics.war(pred, clips.expr)
+        out["confusion"] = metrics.confusion(pred, clips.expr, len(clips.emotions)).tolist()
+    return out

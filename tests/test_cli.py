@@ -1,0 +1,92 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _aufer(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "aufer.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, timeout=900)
+
+
+@pytest.mark.parametrize("make", ["missing", "text", "broken_image"])
+def test_user_mistakes_are_one_line_errors(tmp_path, make):
+    target = tmp_path / {"missing": "nope.mp4", "text": "notes.txt", "broken_image": "x.jpg"}[make]
+    if make == "text":
+        target.write_text("hello")
+    if make == "broken_image":
+        target.write_bytes(b"not a jpeg")
+    model_dir = tmp_path / "m"
+    _tiny_checkpoint(model_dir)
+    r = _aufer("predict", str(target), "--model", str(model_dir), cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and r.stderr.strip().startswith("error:")
+    assert len([ln for ln in r.stderr.strip().splitlines() if ln.strip()]) <= 2
+
+
+def test_predict_without_any_model(tmp_path, faces_df):
+    r = _aufer("predict", faces_df.path.iloc[0], cwd=tmp_path)
+    assert r.returncode == 2 and "aufer demo" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_models_lists_registry():
+    r = _aufer("models")
+    assert r.returncode == 0 and "aufer_tiny" in r.stdout
+
+
+def test_quick_demo_end_to_end(tmp_path):
+    """`aufer demo --quick` runs every stage and leaves a complete run folder; `aufer predict` then uses it."""
+    run = tmp_path / "runs" / "quick"
+    r = _aufer("demo", "--quick", "--out", str(run), cwd=tmp_path, env={"AUFER_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("config.yaml", "metrics.json", "model.safetensors", "model.json", "predictions.csv", "history.json",
+                 "split.json", "plots/video_timeseries.png", "plots/training.png", "plots/test_confusion.png"):
+        assert (run / name).is_file(), name
+    m = json.loads((run / "metrics.json").read_text())
+    t = m["test"]
+    assert 0 <= t["au_synthetic"]["f1_mean"] <= 1 and 0 <= t["expression_all"]["uar"] <= 1
+    assert 0 <= t["real_photos"]["happy_vs_neutral_accuracy"] <= 1 and "SYNTHETIC" in m["synthetic_note"]
+    split = json.loads((run / "split.json").read_text())
+    groups = [set(v) for v in split.values()]
+    assert sum(map(len, groups)) == len(set().union(*groups))  # subject-exclusive
+    import pandas as pd
+
+    pred = pd.read_csv(run / "predictions.csv")
+    assert pred.frame.nunique() == 472 and pred.face_detected.mean() > 0.9
+    # predict picks up the newest run under ./runs by default
+    img = tmp_path / "face.jpg"
+    from aufer.datasets.bundled import bundled_faces
+
+    img.write_bytes(open(bundled_faces().path.iloc[0], "rb").read())
+    r2 = _aufer("predict", str(img), cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    assert (tmp_path / "face_aufer.csv").is_file() and (tmp_path / "face_aufer.png").is_file()
+
+
+def _tiny_checkpoint(folder):
+    from aufer.models import create_model
+    from aufer.train import save_checkpoint
+
+    save_checkpoint(create_model("aufer_tiny", aus=(1, 12), input_size=32, width=8, dim=16), folder / "model")
+
+
+def test_shipped_demo_config_matches_defaults():
+    from pathlib import Path
+
+    from aufer.demo import DemoConfig
+
+    cfg = DemoConfig.from_yaml(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    assert cfg == DemoConfig()
+
+
+def test_demo_config_rejects_unknown_settings(tmp_path):
+    from aufer.demo import DemoConfig
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("epochz: 3\n")
+    with pytest.raises(ValueError, match="epochz"):
+        DemoConfig.from_yaml(p)
+    r = _aufer("demo", "--config", str(p), cwd=tmp_path)
+    assert r.returncode == 2 and "epochz" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,95 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aufer.datasets.bundled import bundled_video
+from aufer.faces.pipeline import FacePipeline
+from aufer.media import MediaError
+from aufer.predict import columns, predict, predict_to_csv
+
+
+@pytest.fixture(scope="module")
+def pipeline(detector):
+    return FacePipeline(crop_size=64, detector=detector)
+
+
+def test_columns_follow_openface_naming(tiny_model):
+    cols = columns(tiny_model.aus, tiny_model.emotions)
+    assert cols[:10] == ["frame", "timestamp_s", "file", "face_id", "face_x", "face_y", "face_w", "face_h",
+                         "face_score", "face_detected"]
+    assert "AU01_p" in cols and "AU12_c" in cols and "emo_happiness" in cols and cols[-1] == "emotion"
+
+
+def test_folder_with_faces_no_face_and_broken_file(tmp_path, faces_df, tiny_model, pipeline):
+    shutil.copy(faces_df.path.iloc[0], tmp_path / "a.jpg")
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "b.png"), np.full((100, 100, 3), 200, np.uint8))  # no face
+    (tmp_path / "c.jpg").write_bytes(b"broken")
+    df = predict(tmp_path, tiny_model, pipeline)
+    assert list(df.columns) == columns(tiny_model.aus, tiny_model.emotions)
+    assert list(df.frame) == [0, 1, 2]
+    assert list(df.face_detected) == [True, False, False]
+    row = df.iloc[0]
+    assert 0 <= row.AU12_p <= 1 and row.AU12_c in (0, 1) and row.emotion in tiny_model.emotions
+    emo = df.filter(like="emo_").iloc[0]
+    assert emo.sum() == pytest.approx(1.0, abs=1e-5)
+    assert df.iloc[1].emotion == "" and np.isnan(df.iloc[1].AU12_p)
+
+
+def test_two_faces_give_two_rows(tmp_path, faces_df, tiny_model, pipeline):
+    from aufer.media import read_image
+    import cv2
+
+    both = np.concatenate([read_image(faces_df.path.iloc[0]), read_image(faces_df.path.iloc[3])], 1)
+    cv2.imwrite(str(tmp_path / "two.jpg"), both[:, :, ::-1])
+    df = predict(tmp_path / "two.jpg", tiny_model, pipeline)
+    assert len(df) == 2 and set(df.face_id) == {0, 1} and df.face_detected.all()
+
+
+def test_missing_input_is_a_media_error(tiny_model, pipeline):
+    with pytest.raises(MediaError):
+        predict("no/such/video.mp4", tiny_model, pipeline)
+
+
+def test_video_csv_is_atomic_and_resumes(tmp_path, tiny_model, pipeline):
+    src = tmp_path / "short.mp4"
+    _cut_video(bundled_video(), src, 30)
+    out = tmp_path / "pred.csv"
+    full = predict_to_csv(src, tiny_model, out, pipeline=pipeline, chunk_rows=8)
+    ref = pd.read_csv(full)
+    assert len(ref) == 30 and ref.frame.tolist() == list(range(30)) and ref.face_detected.all()
+    assert not (tmp_path / "pred.csv.partial").exists()
+    # simulate an interruption: a partial file holding the first 12 frames (the last one cut short)
+    out2 = tmp_path / "again.csv"
+    partial = tmp_path / "again.csv.partial"
+    lines = out.read_text().splitlines(keepends=True)
+    partial.write_text("".join(lines[:13]))
+    import json
+
+    from aufer.predict import _source_key
+
+    (tmp_path / "again.csv.partial.json").write_text(json.dumps(_source_key(src, tiny_model)))
+    seen = []
+    predict_to_csv(src, tiny_model, out2, pipeline=pipeline, chunk_rows=8, progress=lambda d, n: seen.append(d))
+    again = pd.read_csv(out2)
+    assert again.frame.tolist() == list(range(30))
+    pd.testing.assert_frame_equal(again.drop(columns=["file"]), ref.drop(columns=["file"]), atol=1e-5)
+
+
+def _cut_video(src, dst, n_frames):
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        s_in = inp.streams.video[0]
+        s_out = out.add_stream("libx264", rate=24)
+        s_out.width, s_out.height, s_out.pix_fmt = s_in.codec_context.width, s_in.codec_context.height, "yuv420p"
+        for i, frame in enumerate(inp.decode(s_in)):
+            if i == n_frames:
+                break
+            for p in s_out.encode(frame.reformat(format="yuv420p")):
+                out.mux(p)
+        for p in s_out.encode():
+            out.mux(p)
