@@ -84,9 +84,13 @@ def test_intensity_curves_are_onset_apex_offset(rng):
 
 def test_prototype_sampling_follows_ckplus(rng):
     aus = synth.SYNTH_AUS
-    happy = np.stack([synth.sample_expression_peaks(rng, "happiness") for _ in range(400)]) > 0
+    happy = np.stack([synth.sample_expression_peaks(rng, "happiness", source="ckplus") for _ in range(400)]) > 0
     p = vocab.ckplus_prior(["happiness"], aus, missing=0.0)[0]
     assert np.abs(happy.mean(0) - p).max() < 0.08
+    emfacs = np.stack([synth.sample_expression_peaks(rng, "surprise", source="emfacs") for _ in range(200)]) > 0
+    proto = set(vocab.emfacs_prototypes()["surprise"])
+    assert all(not emfacs[:, j].any() for j, a in enumerate(aus) if a not in proto)
+    assert all(emfacs[:, j].mean() > 0.8 for j, a in enumerate(aus) if a in proto)
     neutral = np.stack([synth.sample_expression_peaks(rng, "neutral") for _ in range(100)])
     assert (synth.occurrence(neutral) == 0).all()
 

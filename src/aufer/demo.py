@@ -23,7 +23,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -40,7 +40,8 @@ from aufer.datasets.loaders import clip_loader
 from aufer.faces.pipeline import FacePipeline, align_face
 from aufer.media import read_image
 
-__all__ = ["DemoConfig", "split_identities", "run_demo", "real_photo_metrics"]
+__all__ = ["DemoConfig", "DemoData", "split_identities", "prepare_data", "train_model", "held_out_metrics", "run_demo", "StageProgress",
+           "real_photo_metrics"]
 
 HAPPY, NEUTRAL = vocab.EMOTIONS_7.index("happiness"), vocab.EMOTIONS_7.index("neutral")
 
@@ -51,11 +52,13 @@ class DemoConfig:
 
     seed: int = 0
     model: str = "aufer_tiny"
+    model_args: dict = field(default_factory=dict)  # extra arguments of the model factory
     crop_size: int = 112                # aligned crop side (pixels)
     synth_image_size: int = 256         # photos are downscaled to this side before FACS-warp (speed)
     n_test_people: int = 34             # London people held out for test
     n_val_people: int = 14              # London people for validation (model selection)
     au_train_extra_london: int = 0      # London people added to AU-train (besides the 40 Canada people)
+    max_au_train_people: int = 0        # use at most this many AU-train people (0 = all)
     clip_frames: int = 16               # frames per synthetic AU clip
     au_clips_per_person: int = 12       # synthetic AU clips per AU-train person
     au_eval_clips_per_person: int = 4   # synthetic AU clips per validation / test person
@@ -67,6 +70,7 @@ class DemoConfig:
     fe_batch: int = 32                  # expression clips per step
     lr: float = 2e-3
     weight_decay: float = 0.05
+    label_smoothing: float = 0.1        # on the expression loss (calibration)
     workers: int = 2                    # processes for synthetic data generation
     video: str = ""                     # video analysed at the end ("" = the bundled Pexels video)
 
@@ -83,7 +87,7 @@ class DemoConfig:
     @classmethod
     def quick(cls, **overrides) -> "DemoConfig":
         """A minutes-to-seconds configuration for smoke tests (few people, clips and epochs)."""
-        base = dict(n_test_people=6, n_val_people=4, au_clips_per_person=2, au_eval_clips_per_person=1,
+        base = dict(n_test_people=6, n_val_people=4, max_au_train_people=8, au_clips_per_person=2, au_eval_clips_per_person=1,
                     clip_frames=8, fe_synth_per_emotion=1, fe_eval_per_emotion=1, epochs=2, au_batch=4,
                     fe_batch=16, workers=1)
         base.update(overrides)
@@ -103,8 +107,10 @@ def split_identities(identities_london: list[str], identities_canada: list[str],
     if n_t + n_v + n_x >= len(london):
         raise ValueError(f"test {n_t} + val {n_v} + extra AU-train {n_x} people leave no FE-train people "
                          f"out of {len(london)}")
-    split = {"test": london[:n_t], "val": london[n_t:n_t + n_v], "au_train": sorted(identities_canada) + london[n_t + n_v:n_t + n_v + n_x],
-             "fe_train": london[n_t + n_v + n_x:]}
+    au_train = sorted(identities_canada) + london[n_t + n_v:n_t + n_v + n_x]
+    if cfg.max_au_train_people:
+        au_train = au_train[: cfg.max_au_train_people]
+    split = {"test": london[:n_t], "val": london[n_t:n_t + n_v], "au_train": au_train, "fe_train": london[n_t + n_v + n_x:]}
     seen: set[str] = set()
     for ids in split.values():
         assert not (seen & set(ids)), "identity in two splits"
@@ -113,7 +119,7 @@ def split_identities(identities_london: list[str], identities_canada: list[str],
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-class _Steps:
+class StageProgress:
     """Rich progress display of the demo's stages (falls back to plain prints without a terminal)."""
 
     def __init__(self, console):
@@ -141,7 +147,7 @@ class _Steps:
 def _cache_dir(cfg: DemoConfig, split: dict) -> Path:
     keys = ("seed", "crop_size", "synth_image_size", "clip_frames", "au_clips_per_person", "au_eval_clips_per_person",
             "fe_synth_per_emotion", "fe_eval_per_emotion")
-    blob = json.dumps({"version": aufer.__version__, "cfg": {k: getattr(cfg, k) for k in keys}, "split": split},
+    blob = json.dumps({"version": aufer.__version__, "synth": synth.SYNTH_VERSION, "cfg": {k: getattr(cfg, k) for k in keys}, "split": split},
                       sort_keys=True)
     root = Path(os.environ.get("AUFER_CACHE", Path.home() / ".cache" / "aufer"))
     return root / "demo" / hashlib.sha1(blob.encode()).hexdigest()[:16]
@@ -155,7 +161,7 @@ def _cached(path: Path, make) -> ClipSet:
     return cs
 
 
-def _detect_photos(df, steps: _Steps) -> dict[str, object]:
+def _detect_photos(df, steps: StageProgress) -> dict[str, object]:
     """Face + landmarks of every bundled photo (full resolution), keyed by path."""
     pipe = FacePipeline(crop_size=112)
     tick = steps.task("detect faces in bundled photos", len(df))
@@ -234,150 +240,180 @@ def _selection_score(val_au: dict, val_expr: dict, val_real: dict) -> float:
     return float(np.mean([val_au["au_f1_mean"], val_expr["uar"], val_real["happy_vs_neutral_accuracy"]]))
 
 
+# ----------------------------------------------------------------------------------------------- stages
+@dataclass
+class DemoData:
+    """Everything the experiment trains and evaluates on (see the module docstring)."""
+
+    split: dict[str, list[str]]
+    au_train: ClipSet      # SYNTHETIC AU clips of AU-train people
+    fe_train: ClipSet      # real photos + SYNTHETIC prototypes of FE-train people (expression labels)
+    val_au: ClipSet
+    val_expr: ClipSet
+    val_real: ClipSet
+    test_au: ClipSet
+    test_expr: ClipSet
+    test_expr_synth: ClipSet
+    test_real: ClipSet
+
+
+def prepare_data(cfg: DemoConfig, steps: "StageProgress", cache: Path | None = None) -> DemoData:
+    """Detect the bundled faces, split identities and build (or load from ``cache``) the synthetic data."""
+    df = bundled_faces()
+    split = split_identities(list(df[df.set == "london"].identity.unique()), list(df[df.set == "canada"].identity.unique()), cfg)
+    cache = cache or _cache_dir(cfg, split)
+    detections = _detect_photos(df, steps)
+    neutral = df[df.expression == "neutral"]
+    bases = {g: _bases(neutral[neutral.identity.isin(split[g])], detections, cfg.synth_image_size) for g in split}
+    real = {g: _real_clips(df[(df.set == "london") & df.identity.isin(split[g])], detections, cfg.crop_size)
+            for g in ("fe_train", "val", "test")}
+    plan = {  # name: (identity group, kind, clips per person, seed stream)
+        "au_train": ("au_train", "au", cfg.au_clips_per_person, 1), "val_au": ("val", "au", cfg.au_eval_clips_per_person, 2),
+        "test_au": ("test", "au", cfg.au_eval_clips_per_person, 3),
+        "fe_train_synth": ("fe_train", "expr", cfg.fe_synth_per_emotion, 4),
+        "val_expr_synth": ("val", "expr", cfg.fe_eval_per_emotion, 5),
+        "test_expr_synth": ("test", "expr", cfg.fe_eval_per_emotion, 6)}
+    parts = {}
+    for name, (group, kind, n, stream) in plan.items():
+        b, seed = bases[group], cfg.seed * 1000 + stream
+        if kind == "au":
+            tick = steps.task(f"FACS-warp (synthetic) {name}: {len(b)}×{n} clips", len(b))
+            make = lambda b=b, n=n, seed=seed, tick=tick: synth.make_au_clips(  # noqa: E731
+                b, n, cfg.clip_frames, cfg.crop_size, seed, cfg.workers, tick)
+        else:
+            tick = steps.task(f"FACS-warp (synthetic) {name}: {len(b)}×7×{n} stills", len(b))
+            make = lambda b=b, n=n, seed=seed, tick=tick: synth.make_expression_clips(  # noqa: E731
+                b, n, vocab.EMOTIONS_7, 1, cfg.crop_size, seed, cfg.workers, tick)
+        cached = (cache / f"{name}.npz").exists()
+        parts[name] = _cached(cache / f"{name}.npz", make)
+        if cached:
+            tick(len(b))
+    return DemoData(
+        split=split, au_train=parts["au_train"], fe_train=ClipSet.concat([real["fe_train"], parts["fe_train_synth"]]),
+        val_au=parts["val_au"], val_expr=ClipSet.concat([real["val"], parts["val_expr_synth"]]), val_real=real["val"],
+        test_au=parts["test_au"], test_expr=ClipSet.concat([real["test"], parts["test_expr_synth"]]),
+        test_expr_synth=parts["test_expr_synth"], test_real=real["test"])
+
+
+def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tuple[ClipSet, ClipSet, ClipSet] | None,
+                steps: "StageProgress"):
+    """Joint training; with ``val = (val_au, val_expr, val_real)`` the epoch with the best validation score is
+    kept (model selection on validation people only). Returns ``(model, history, selected_epoch)``."""
+    from aufer.models import create_model  # noqa: PLC0415
+    from aufer.train import evaluate, train_one_epoch  # noqa: PLC0415
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7, input_size=cfg.crop_size,
+                         **cfg.model_args)
+    au_loader = clip_loader(au_train, cfg.au_batch, shuffle=True, n_frames=cfg.train_frames, augment=True,
+                            seed=cfg.seed, drop_last=True)
+    fe_loader = clip_loader(fe_train, cfg.fe_batch, shuffle=True, augment=True, seed=cfg.seed + 1, drop_last=True)
+    steps_per_epoch = max(len(au_loader), len(fe_loader))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
+    tick = steps.task(f"joint training ({cfg.epochs} epochs × {steps_per_epoch} steps)", cfg.epochs * steps_per_epoch)
+    history, best = [], None
+    for epoch in range(1, cfg.epochs + 1):
+        losses = train_one_epoch(model, au_loader, fe_loader, opt, sched, on_step=tick,
+                                 label_smoothing=cfg.label_smoothing)
+        row = {"epoch": epoch, **losses}
+        if val is not None:
+            v_au, v_ex, v_real = evaluate(model, val[0]), evaluate(model, val[1]), real_photo_metrics(model, val[2])
+            row.update({"val_au_f1_mean": v_au["au_f1_mean"], "val_uar": v_ex["uar"],
+                        "val_happy_vs_neutral": v_real["happy_vs_neutral_accuracy"],
+                        "val_score": _selection_score(v_au, v_ex, v_real)})
+            steps.log(f"epoch {epoch:2d}: loss AU {losses['loss_au']:.3f} expr {losses['loss_expr']:.3f} | "
+                      f"val AU F1 {v_au['au_f1_mean']:.3f} UAR {v_ex['uar']:.3f} "
+                      f"happy/neutral {v_real['happy_vs_neutral_accuracy']:.3f}")
+        history.append(row)
+        score = row.get("val_score", epoch)  # without validation: the last epoch
+        if best is None or score > best[0]:
+            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[2])
+    return model.eval(), history, best[1]
+
+
+def held_out_metrics(model, data: DemoData) -> dict:
+    """Test metrics of held-out people (see :func:`run_demo`)."""
+    from aufer.train import evaluate  # noqa: PLC0415
+
+    t_au, t_ex, t_ex_synth = evaluate(model, data.test_au), evaluate(model, data.test_expr), evaluate(model, data.test_expr_synth)
+    return {
+        "au_synthetic": {"f1": t_au["au_f1"], "f1_mean": t_au["au_f1_mean"], "threshold": 0.5, "n_clips": t_au["n_clips"],
+                         "n_frames": int(data.test_au.au.shape[0] * data.test_au.au.shape[1])},
+        "expression_all": {"uar": t_ex["uar"], "war": t_ex["war"], "n": t_ex["n_clips"], "confusion": t_ex["confusion"],
+                           "data": "real photos (neutral, happiness) + synthetic prototypes (7 classes)"},
+        "expression_synthetic": {"uar": t_ex_synth["uar"], "war": t_ex_synth["war"], "n": t_ex_synth["n_clips"]},
+        "real_photos": real_photo_metrics(model, data.test_real),
+        "targets": {"happy_vs_neutral_accuracy": 0.90, "au12_smile_gt_neutral": 0.95},
+    }
+
+
 # ------------------------------------------------------------------------------------------------- demo
 def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -> dict:
     """Run the embedded experiment and write the run folder.
 
-    The folder holds ``config.yaml`` (resolved settings), ``model.safetensors`` + ``model.json`` (the selected
-    checkpoint), ``metrics.json``, ``history.json``, ``predictions.csv`` (the video analysis) and ``plots/``.
-    Synthetic data are cached (``$AUFER_CACHE``, default ``~/.cache/aufer``) so that an interrupted or repeated
-    run does not generate them again.
+    The folder holds ``config.yaml`` (resolved settings), ``split.json``, ``model.safetensors`` + ``model.json``
+    (the selected checkpoint), ``metrics.json``, ``history.json``, ``predictions.csv`` (the video analysis) and
+    ``plots/``. Synthetic data are cached (``$AUFER_CACHE``, default ``~/.cache/aufer``) so that an interrupted
+    or repeated run does not generate them again.
 
     Returns:
         The metrics dict written to ``metrics.json``.
     """
+    import pandas as pd  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
 
-    from aufer.models import create_model  # noqa: PLC0415
+    from aufer.media import video_info  # noqa: PLC0415
     from aufer.predict import predict_to_csv  # noqa: PLC0415
     from aufer.report import plot_confusion, plot_history, plot_timeseries  # noqa: PLC0415
-    from aufer.train import evaluate, save_checkpoint, train_one_epoch  # noqa: PLC0415
+    from aufer.train import save_checkpoint  # noqa: PLC0415
 
     cfg = cfg or DemoConfig()
     console = console or Console()
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
-
-    df = bundled_faces()
-    split = split_identities(list(df[df.set == "london"].identity.unique()), list(df[df.set == "canada"].identity.unique()), cfg)
-    resolved = {"demo": dataclasses.asdict(cfg), "split_sizes": {k: len(v) for k, v in split.items()},
-                "aufer_version": aufer.__version__, "torch": str(torch.__version__), "python": platform.python_version()}
+    resolved = {"demo": dataclasses.asdict(cfg), "aufer_version": aufer.__version__, "synth_version": synth.SYNTH_VERSION,
+                "torch": str(torch.__version__), "python": platform.python_version()}
     (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    (out / "split.json").write_text(json.dumps(split, indent=1))
-    cache = _cache_dir(cfg, split)
-    console.print(f"[bold]aufer demo[/] → {out}   (synthetic data cache: {cache})")
-    console.print(f"identities: AU-train {len(split['au_train'])}, FE-train {len(split['fe_train'])}, "
-                  f"validation {len(split['val'])}, test {len(split['test'])} (subject-exclusive)")
+    console.print(f"[bold]aufer demo[/] → {out}")
 
-    with _Steps(console) as steps:
+    with StageProgress(console) as steps:
         t0 = time.perf_counter()
-        detections = _detect_photos(df, steps)
-        neutral = df[df.expression == "neutral"]
-        bases = {g: _bases(neutral[neutral.identity.isin(split[g])], detections, cfg.synth_image_size) for g in split}
-        real = {g: _real_clips(df[(df.set == "london") & df.identity.isin(split[g])], detections, cfg.crop_size)
-                for g in ("fe_train", "val", "test")}
-        timing["detect_photos_s"] = time.perf_counter() - t0
+        data = prepare_data(cfg, steps)
+        timing["data_s"] = time.perf_counter() - t0
+        (out / "split.json").write_text(json.dumps(data.split, indent=1))
+        steps.log(f"identities: AU-train {len(data.split['au_train'])}, FE-train {len(data.split['fe_train'])}, "
+                  f"validation {len(data.split['val'])}, test {len(data.split['test'])} (subject-exclusive)")
 
         t0 = time.perf_counter()
-        parts = {}
-        plan = [("au_train", "au", cfg.au_clips_per_person), ("val_au", "au", cfg.au_eval_clips_per_person),
-                ("test_au", "au", cfg.au_eval_clips_per_person), ("fe_train_synth", "expr", cfg.fe_synth_per_emotion),
-                ("val_expr_synth", "expr", cfg.fe_eval_per_emotion), ("test_expr_synth", "expr", cfg.fe_eval_per_emotion)]
-        group = {"au_train": "au_train", "val_au": "val", "test_au": "test", "fe_train_synth": "fe_train",
-                 "val_expr_synth": "val", "test_expr_synth": "test"}
-        for name, kind, n in plan:
-            b = bases[group[name]]
-            seed = cfg.seed * 1000 + {"au_train": 1, "val_au": 2, "test_au": 3, "fe_train_synth": 4,
-                                      "val_expr_synth": 5, "test_expr_synth": 6}[name]
-            if kind == "au":
-                tick = steps.task(f"FACS-warp (synthetic) {name}: {len(b)}×{n} clips", len(b))
-                make = lambda b=b, n=n, seed=seed, tick=tick: synth.make_au_clips(  # noqa: E731
-                    b, n, cfg.clip_frames, cfg.crop_size, seed, cfg.workers, tick)
-            else:
-                tick = steps.task(f"FACS-warp (synthetic) {name}: {len(b)}×7×{n} stills", len(b))
-                make = lambda b=b, n=n, seed=seed, tick=tick: synth.make_expression_clips(  # noqa: E731
-                    b, n, vocab.EMOTIONS_7, 1, cfg.crop_size, seed, cfg.workers, tick)
-            cached = (cache / f"{name}.npz").exists()
-            parts[name] = _cached(cache / f"{name}.npz", make)
-            if cached:
-                tick(len(b))
-        timing["synthesise_s"] = time.perf_counter() - t0
-
-        au_train = parts["au_train"]
-        fe_train = ClipSet.concat([real["fe_train"], parts["fe_train_synth"]])
-        val_expr = ClipSet.concat([real["val"], parts["val_expr_synth"]])
-        test_expr = ClipSet.concat([real["test"], parts["test_expr_synth"]])
-
-        # ---------------------------------------------------------------------------------- training
-        t0 = time.perf_counter()
-        model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7, input_size=cfg.crop_size)
-        au_loader = clip_loader(au_train, cfg.au_batch, shuffle=True, n_frames=cfg.train_frames, augment=True,
-                                seed=cfg.seed, drop_last=True)
-        fe_loader = clip_loader(fe_train, cfg.fe_batch, shuffle=True, augment=True, seed=cfg.seed + 1, drop_last=True)
-        steps_per_epoch = max(len(au_loader), len(fe_loader))
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                    pct_start=0.15)
-        tick = steps.task(f"joint training ({cfg.epochs} epochs × {steps_per_epoch} steps)", cfg.epochs * steps_per_epoch)
-        history, best = [], None
-        for epoch in range(cfg.epochs):
-            losses = train_one_epoch(model, au_loader, fe_loader, opt, sched, on_step=tick)
-            v_au, v_ex = evaluate(model, parts["val_au"]), evaluate(model, val_expr)
-            v_real = real_photo_metrics(model, real["val"])
-            score = _selection_score(v_au, v_ex, v_real)
-            history.append({"epoch": epoch + 1, **losses, "val_au_f1_mean": v_au["au_f1_mean"], "val_uar": v_ex["uar"],
-                            "val_happy_vs_neutral": v_real["happy_vs_neutral_accuracy"], "val_score": score})
-            if best is None or score > best[0]:
-                best = (score, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            steps.log(f"epoch {epoch + 1:2d}: loss AU {losses['loss_au']:.3f} expr {losses['loss_expr']:.3f} | "
-                      f"val AU F1 {v_au['au_f1_mean']:.3f} UAR {v_ex['uar']:.3f} "
-                      f"happy/neutral {v_real['happy_vs_neutral_accuracy']:.3f}")
-        model.load_state_dict(best[2])
-        model.eval()
+        model, history, epoch = train_model(cfg, data.au_train, data.fe_train, (data.val_au, data.val_expr, data.val_real), steps)
         timing["train_s"] = time.perf_counter() - t0
-
-        # ------------------------------------------------------------------------------------- test
-        t_au, t_ex = evaluate(model, parts["test_au"]), evaluate(model, test_expr)
-        t_ex_synth = evaluate(model, parts["test_expr_synth"])
-        t_real = real_photo_metrics(model, real["test"])
+        test = held_out_metrics(model, data)
         save_checkpoint(model, out / "model", extra={
             "trained_on": "aufer demo: SYNTHETIC FACS-warp AU clips + real London Set photos + SYNTHETIC prototype "
                           "expressions; " + ATTRIBUTION,
-            "synthetic_note": synth.SYNTHETIC_NOTE, "selected_epoch": best[1], "selection": "validation people only"})
-
+            "synthetic_note": synth.SYNTHETIC_NOTE, "selected_epoch": epoch, "selection": "validation people only"})
         metrics = {
             "note": "AU metrics and synthetic-expression metrics are measured on SYNTHETIC FACS-warp data of held-out "
                     "people; real_photos are real London Set photos of held-out people.",
             "synthetic_note": synth.SYNTHETIC_NOTE,
-            "split_sizes": {k: len(v) for k, v in split.items()},
+            "split_sizes": {k: len(v) for k, v in data.split.items()},
             "model": cfg.model, "n_parameters": int(sum(p.numel() for p in model.parameters())),
-            "selection": {"epoch": best[1], "criterion": "mean of validation AU F1, UAR and happy-vs-neutral accuracy",
+            "selection": {"epoch": epoch, "criterion": "mean of validation AU F1, UAR and happy-vs-neutral accuracy",
                           "data": "validation people only (never test)"},
-            "test": {
-                "au_synthetic": {"f1": t_au["au_f1"], "f1_mean": t_au["au_f1_mean"], "threshold": 0.5,
-                                 "n_clips": t_au["n_clips"], "n_frames": int(parts["test_au"].au.shape[0] * parts["test_au"].au.shape[1])},
-                "expression_all": {"uar": t_ex["uar"], "war": t_ex["war"], "n": t_ex["n_clips"],
-                                   "data": "real photos (neutral, happiness) + synthetic prototypes (7 classes)"},
-                "expression_synthetic": {"uar": t_ex_synth["uar"], "war": t_ex_synth["war"], "n": t_ex_synth["n_clips"]},
-                "real_photos": t_real,
-                "targets": {"happy_vs_neutral_accuracy": 0.90, "au12_smile_gt_neutral": 0.95},
-            },
-            "validation_at_selected_epoch": history[best[1] - 1],
+            "test": test,
+            "validation_at_selected_epoch": history[epoch - 1],
         }
         plot_history(history, out / "plots" / "training.png")
-        plot_confusion(t_ex["confusion"], vocab.EMOTIONS_7, out / "plots" / "test_confusion.png",
+        plot_confusion(test["expression_all"]["confusion"], vocab.EMOTIONS_7, out / "plots" / "test_confusion.png",
                        "test expressions (real + synthetic)")
 
-        # ---------------------------------------------------------------------------------- video
         t0 = time.perf_counter()
         video = Path(cfg.video) if cfg.video else bundled_video()
-        from aufer.media import video_info  # noqa: PLC0415
-
-        n = video_info(video)["n_frames"] or None
-        tick_v = steps.task(f"analyse video {video.name}", n)
+        tick_v = steps.task(f"analyse video {video.name}", video_info(video)["n_frames"] or None)
         state = {"done": 0}
 
         def progress(done, total):
@@ -386,8 +422,6 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -
 
         csv_path = predict_to_csv(video, model, out / "predictions.csv", progress=progress)
         timing["video_s"] = time.perf_counter() - t0
-
-    import pandas as pd  # noqa: PLC0415
 
     pred = pd.read_csv(csv_path)
     plot_timeseries(pred, out / "plots" / "video_timeseries.png", title=f"aufer demo model on {video.name}",

@@ -18,8 +18,8 @@ intensity curves. Everything is deterministic for a seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Mapping, Sequence
 
 import zlib
@@ -36,6 +36,9 @@ __all__ = [
     "SYNTHETIC_NOTE", "SYNTH_AUS", "OCCURRENCE_THRESHOLD", "Handle", "AU_PATTERNS", "BaseFace", "render",
     "intensity_curve", "sample_au_peaks", "sample_expression_peaks", "au_clip_intensities", "target_motion",
 ]
+
+#: bump when rendering changes, so that cached synthetic data are regenerated
+SYNTH_VERSION = 4
 
 SYNTHETIC_NOTE = "SYNTHETIC facial motion (aufer FACS-warp of a real neutral photo); not a real expression"
 
@@ -401,7 +404,11 @@ class _Priors:
 
 
 def _priors(aus: Sequence[int], emotion_list: Sequence[str]) -> _Priors:
-    aus = tuple(aus)
+    return _priors_cached(tuple(aus), tuple(emotion_list))
+
+
+@cache
+def _priors_cached(aus: tuple[int, ...], emotion_list: tuple[str, ...]) -> _Priors:
     ck_emotions = [e for e in emotion_list if e != "neutral"]
     ck = vocab.ckplus_prior(ck_emotions, aus, missing=0.0)
     counts = vocab.reference("facs_priors")["ckplus_p_au_given_emotion"]["counts"]
@@ -437,13 +444,27 @@ def sample_au_peaks(rng: np.random.Generator, aus: Sequence[int] = SYNTH_AUS, mo
 
 
 def sample_expression_peaks(rng: np.random.Generator, emotion: str, aus: Sequence[int] = SYNTH_AUS,
-                            emotion_list: Sequence[str] = vocab.EMOTIONS_7) -> np.ndarray:
-    """Peak intensities ``(A,)`` of a prototype expression of ``emotion`` (CK+ P(AU | emotion), at least one
-    AU on, peaks in U(0.4, 1)); ``neutral`` gives sub-threshold resting motion only (peaks < 0.1)."""
-    pri = _priors(aus, emotion_list)
+                            emotion_list: Sequence[str] = vocab.EMOTIONS_7, source: str | None = None) -> np.ndarray:
+    """Peak intensities ``(A,)`` of a prototype expression of ``emotion``, peaks in U(0.4, 1), at least one AU on.
+
+    ``source``: ``ckplus`` turns each AU on with the empirical CK+ P(AU | emotion) (posed peak frames: e.g.
+    happiness nearly always with parted lips); ``emfacs`` turns each AU of the textbook EMFACS prototype on with
+    probability 0.9 (e.g. happiness = AU6 + AU12, lips closed; recalled, unverified table); ``None`` picks one
+    of the two at random. ``neutral`` gives sub-threshold resting motion only (peaks < 0.1).
+    """
     if emotion == "neutral":
         return rng.uniform(0.0, 0.1, len(aus)) * (rng.random(len(aus)) < 0.3)
-    return _draw(rng, pri.p_au_given_emotion[list(pri.emotions).index(emotion)], at_least_one=True, low=0.4)
+    if source is None:
+        source = "ckplus" if rng.random() < 0.5 else "emfacs"
+    if source == "ckplus":
+        pri = _priors(aus, emotion_list)
+        p = pri.p_au_given_emotion[list(pri.emotions).index(emotion)]
+    elif source == "emfacs":
+        proto = vocab.emfacs_prototypes()[emotion]
+        p = np.array([0.9 if a in proto else 0.0 for a in aus])
+    else:
+        raise ValueError(f"source must be 'ckplus', 'emfacs' or None, not {source!r}")
+    return _draw(rng, p, at_least_one=True, low=0.4)
 
 
 def _draw(rng: np.random.Generator, p: np.ndarray, at_least_one: bool, low: float = 0.3) -> np.ndarray:

@@ -42,7 +42,7 @@ def _forward(model, batch: dict) -> dict[str, torch.Tensor]:
 
 
 def train_one_epoch(model: torch.nn.Module, au_loader: Iterable, fe_loader: Iterable, optimizer: torch.optim.Optimizer,
-                    scheduler=None, au_weight: float = 1.0, fe_weight: float = 1.0,
+                    scheduler=None, au_weight: float = 1.0, fe_weight: float = 1.0, label_smoothing: float = 0.0,
                     on_step: Callable[[], None] | None = None) -> dict[str, float]:
     """One epoch of joint AU + expression training with masked losses.
 
@@ -58,7 +58,8 @@ def train_one_epoch(model: torch.nn.Module, au_loader: Iterable, fe_loader: Iter
         out_a, out_f = _forward(model, au_b), _forward(model, fe_b)
         l_au = masked_bce(torch.cat([out_a["au"].flatten(0, 1), out_f["au"].flatten(0, 1)]),
                           torch.cat([au_b["au"].flatten(0, 1), fe_b["au"].flatten(0, 1)]))
-        l_fe = masked_ce(torch.cat([out_a["expr"], out_f["expr"]]), torch.cat([au_b["expr"], fe_b["expr"]]))
+        l_fe = masked_ce(torch.cat([out_a["expr"], out_f["expr"]]), torch.cat([au_b["expr"], fe_b["expr"]]),
+                         label_smoothing=label_smoothing)
         loss = au_weight * l_au + fe_weight * l_fe
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from aufer import vocab
+from aufer.datasets.clips import ClipSet
+from aufer.demo import HAPPY, NEUTRAL, DemoConfig, real_photo_metrics, split_identities
+
+LONDON = [f"london/{i:03d}" for i in range(102)]
+CANADA = [f"canada/{i:03d}f" for i in range(40)]
+
+
+def test_split_is_subject_exclusive_and_seeded():
+    cfg = DemoConfig()
+    a, b = split_identities(LONDON, CANADA, cfg), split_identities(LONDON[::-1], CANADA, cfg)
+    assert a == b  # independent of input order
+    assert {k: len(v) for k, v in a.items()} == {"test": 34, "val": 14, "au_train": 40, "fe_train": 54}
+    every = [i for v in a.values() for i in v]
+    assert len(every) == len(set(every)) == 142
+    assert split_identities(LONDON, CANADA, DemoConfig(seed=1))["test"] != a["test"]
+    with pytest.raises(ValueError, match="FE-train"):
+        split_identities(LONDON, CANADA, DemoConfig(n_test_people=60, n_val_people=42))
+
+
+class _Fake(torch.nn.Module):
+    """P(happy) and AU12 follow the crop brightness: bright = smiling."""
+
+    aus, emotions, uses_landmarks = (1, 12), vocab.EMOTIONS_7, False
+
+    def preprocess(self, crops):
+        return crops.float().permute(0, 1, 4, 2, 3) / 255
+
+    def forward(self, x, landmarks=None):
+        b = x.mean((2, 3, 4))  # (B, T)
+        expr = torch.zeros(x.shape[0], 7)
+        expr[:, HAPPY] = 10 * (b.mean(1) - 0.5)
+        au = torch.stack([torch.zeros_like(b), 10 * (b - 0.5)], -1)
+        return {"au": au, "expr": expr}
+
+
+def test_real_photo_metrics():
+    # 3 people; person 2's smiling photo is darker than the neutral one (a miss for both metrics)
+    bright = {("p0", HAPPY): 200, ("p0", NEUTRAL): 50, ("p1", HAPPY): 180, ("p1", NEUTRAL): 40,
+              ("p2", HAPPY): 60, ("p2", NEUTRAL): 90}
+    keys = list(bright)
+    n = len(keys)
+    crops = np.stack([np.full((1, 8, 8, 3), bright[k], np.uint8) for k in keys])
+    cs = ClipSet(crops, np.zeros((n, 1, 478, 3), np.float32), np.full((n, 1, 2), -1, np.int8),
+                 np.full((n, 1, 2), np.nan, np.float32), np.array([k[1] for k in keys]), np.array([k[0] for k in keys]),
+                 np.full(n, "real"), np.ones((n, 1), bool), (1, 12), vocab.EMOTIONS_7)
+    m = real_photo_metrics(_Fake().eval(), cs)
+    # neutral logit is 0; happy logit > 0 iff brightness > 127.5: p0, p1 smiles right, all neutrals right, p2 smile wrong
+    assert m["happy_vs_neutral_accuracy"] == pytest.approx(5 / 6)
+    assert m["au12_smile_gt_neutral"] == pytest.approx(2 / 3) and m["n_people_paired"] == 3
