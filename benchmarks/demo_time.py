@@ -2,9 +2,10 @@
 
 Prints the stage timings recorded in the run's metrics.json and the ratio to the 15-minute budget.
 
-    python benchmarks/demo_time.py
+    python benchmarks/demo_time.py [--out RUN_FOLDER]   (default: a temporary folder, deleted afterwards)
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,12 +16,16 @@ from pathlib import Path
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=None, help="keep the run folder here")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
+        run = Path(args.out) if args.out else Path(d) / "run"
         env = {**os.environ, "AUFER_CACHE": str(Path(d) / "cache")}
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "aufer.cli", "demo", "--out", str(Path(d) / "run")], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "aufer.cli", "demo", "--out", str(run)], env=env, check=True)
         wall = time.perf_counter() - t
-        m = json.loads((Path(d) / "run" / "metrics.json").read_text())
+        m = json.loads((run / "metrics.json").read_text())
     for k, v in m["timing"].items():
         print(f"{k:18s} {v:10.1f}")
     print(f"wall time {wall / 60:.1f} min; ratio to the 15 min budget: {wall / 900:.2f}")

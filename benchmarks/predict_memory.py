@@ -31,8 +31,9 @@ def loop_video(src: Path, dst: Path, times: int) -> int:
                     stream = out.add_stream("libx264", rate=s_in.average_rate)
                     stream.width, stream.height, stream.pix_fmt = s_in.codec_context.width, s_in.codec_context.height, "yuv420p"
                 for frame in inp.decode(s_in):
-                    frame.pts = None
-                    for p in stream.encode(frame.reformat(format="yuv420p")):
+                    out_frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+                    out_frame.pts = n
+                    for p in stream.encode(out_frame.reformat(format="yuv420p")):
                         out.mux(p)
                     n += 1
         for p in stream.encode():

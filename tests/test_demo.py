@@ -37,6 +37,10 @@ class _Fake(torch.nn.Module):
         au = torch.stack([torch.zeros_like(b), 10 * (b - 0.5)], -1)
         return {"au": au, "expr": expr}
 
+    def probabilities(self, crops, landmarks=None, flip=True):  # brightness is mirror-symmetric: no flip needed
+        out = self(self.preprocess(crops))
+        return torch.sigmoid(out["au"]), torch.softmax(out["expr"], -1)
+
 
 def test_real_photo_metrics():
     # 3 people; person 2's smiling photo is darker than the neutral one (a miss for both metrics)

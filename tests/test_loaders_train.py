@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from aufer.datasets.clips import ClipSet
-from aufer.datasets.loaders import ClipDataset, clip_loader, mesh_mirror
+from aufer.datasets.loaders import ClipDataset, clip_loader
+from aufer.faces.landmarks import mesh_mirror
 from aufer.faces import landmarks as L
 from aufer.train import joint_steps, train_one_epoch
 

@@ -58,3 +58,19 @@ def test_transformers_backbone_from_config_reloads_offline(tmp_path):
     save_checkpoint(m, tmp_path / "model")
     with torch.no_grad():
         assert torch.allclose(load_model(tmp_path)(x)["au"], out["au"], atol=1e-6)
+
+
+def test_flip_averaging_is_mirror_invariant(tiny_model):
+    """With flip averaging, a face and its mirror image get the same probabilities."""
+    from aufer.faces.landmarks import mesh_mirror
+
+    g = torch.Generator().manual_seed(0)
+    crops = torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8, generator=g)
+    lm = torch.rand(2, 3, 478, 3, generator=g) * 63
+    lm_m = lm[..., torch.from_numpy(mesh_mirror()), :].clone()
+    lm_m[..., 0] = 63 - lm_m[..., 0]
+    a_au, a_e = tiny_model.probabilities(crops, lm)
+    b_au, b_e = tiny_model.probabilities(crops.flip(-2), lm_m)
+    assert torch.allclose(a_au, b_au, atol=1e-5) and torch.allclose(a_e, b_e, atol=1e-5)
+    n_au, _ = tiny_model.probabilities(crops, lm, flip=False)
+    assert not torch.allclose(n_au, a_au)

@@ -93,3 +93,11 @@ def _cut_video(src, dst, n_frames):
                 out.mux(p)
         for p in s_out.encode():
             out.mux(p)
+
+
+def test_top_level_detect_is_predict(tmp_path, faces_df, tiny_model, pipeline):
+    import aufer
+    import aufer.predict as module  # importing the module must not shadow the function
+
+    df = aufer.detect(faces_df.path.iloc[0], tiny_model, pipeline)
+    assert len(df) == 1 and df.face_detected.all() and aufer.detect is module.predict

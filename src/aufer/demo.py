@@ -64,13 +64,15 @@ class DemoConfig:
     au_eval_clips_per_person: int = 4   # synthetic AU clips per validation / test person
     fe_synth_per_emotion: int = 2       # synthetic prototype stills per FE-train person and emotion
     fe_eval_per_emotion: int = 1        # synthetic prototype stills per validation / test person and emotion
+    real_repeat: int = 1                # each real FE-train photo appears this many times per epoch
     epochs: int = 16
     au_batch: int = 8                   # AU clips per step
     train_frames: int = 4               # frames drawn from each AU clip per step
     fe_batch: int = 32                  # expression clips per step
     lr: float = 2e-3
     weight_decay: float = 0.05
-    label_smoothing: float = 0.1        # on the expression loss (calibration)
+    label_smoothing: float = 0.0        # on the expression loss
+    ema_decay: float = 0.99             # exponential moving average of the weights (0 = off), used for evaluation
     workers: int = 2                    # processes for synthetic data generation
     video: str = ""                     # video analysed at the end ("" = the bundled Pexels video)
 
@@ -289,7 +291,8 @@ def prepare_data(cfg: DemoConfig, steps: "StageProgress", cache: Path | None = N
         if cached:
             tick(len(b))
     return DemoData(
-        split=split, au_train=parts["au_train"], fe_train=ClipSet.concat([real["fe_train"], parts["fe_train_synth"]]),
+        split=split, au_train=parts["au_train"],
+        fe_train=ClipSet.concat([real["fe_train"]] * max(1, cfg.real_repeat) + [parts["fe_train_synth"]]),
         val_au=parts["val_au"], val_expr=ClipSet.concat([real["val"], parts["val_expr_synth"]]), val_real=real["val"],
         test_au=parts["test_au"], test_expr=ClipSet.concat([real["test"], parts["test_expr_synth"]]),
         test_expr_synth=parts["test_expr_synth"], test_real=real["test"])
@@ -298,7 +301,9 @@ def prepare_data(cfg: DemoConfig, steps: "StageProgress", cache: Path | None = N
 def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tuple[ClipSet, ClipSet, ClipSet] | None,
                 steps: "StageProgress"):
     """Joint training; with ``val = (val_au, val_expr, val_real)`` the epoch with the best validation score is
-    kept (model selection on validation people only). Returns ``(model, history, selected_epoch)``."""
+    kept (model selection on validation people only). With ``cfg.ema_decay`` the exponential moving average of
+    the weights (updated after every step) is what is evaluated and returned.
+    Returns ``(model, history, selected_epoch)``."""
     from aufer.models import create_model  # noqa: PLC0415
     from aufer.train import evaluate, train_one_epoch  # noqa: PLC0415
 
@@ -311,14 +316,26 @@ def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tupl
     steps_per_epoch = max(len(au_loader), len(fe_loader))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
-    tick = steps.task(f"joint training ({cfg.epochs} epochs × {steps_per_epoch} steps)", cfg.epochs * steps_per_epoch)
+    bar = steps.task(f"joint training ({cfg.epochs} epochs × {steps_per_epoch} steps)", cfg.epochs * steps_per_epoch)
+    ema = None
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: PLC0415
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+
+    def tick():
+        if ema is not None:
+            ema.update_parameters(model)
+        bar()
+
+    evaluated = ema.module if ema is not None else model
     history, best = [], None
     for epoch in range(1, cfg.epochs + 1):
         losses = train_one_epoch(model, au_loader, fe_loader, opt, sched, on_step=tick,
                                  label_smoothing=cfg.label_smoothing)
         row = {"epoch": epoch, **losses}
         if val is not None:
-            v_au, v_ex, v_real = evaluate(model, val[0]), evaluate(model, val[1]), real_photo_metrics(model, val[2])
+            v_au, v_ex, v_real = evaluate(evaluated, val[0]), evaluate(evaluated, val[1]), real_photo_metrics(evaluated, val[2])
             row.update({"val_au_f1_mean": v_au["au_f1_mean"], "val_uar": v_ex["uar"],
                         "val_happy_vs_neutral": v_real["happy_vs_neutral_accuracy"],
                         "val_score": _selection_score(v_au, v_ex, v_real)})
@@ -328,7 +345,7 @@ def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tupl
         history.append(row)
         score = row.get("val_score", epoch)  # without validation: the last epoch
         if best is None or score > best[0]:
-            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            best = (score, epoch, {k: v.detach().clone() for k, v in evaluated.state_dict().items()})
     model.load_state_dict(best[2])
     return model.eval(), history, best[1]
 

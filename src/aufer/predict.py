@@ -52,14 +52,12 @@ def _empty_row(frame, aus, emotions) -> dict:
     return row
 
 
-@torch.no_grad()
-def _run_model(model, items: list, threshold: float) -> None:
-    """Fill predictions into ``items`` = [(row, aligned_face)] with one batched forward pass (T = 1 per face)."""
+def _run_model(model, items: list, threshold: float, flip: bool) -> None:
+    """Fill predictions into ``items`` = [(row, aligned_face)] with one batched pass (T = 1 per face)."""
     crops = torch.from_numpy(np.stack([a.crop for _, a in items]))[:, None]
     lms = torch.from_numpy(np.stack([a.landmarks for _, a in items]).astype(np.float32))[:, None]
-    out = model(model.preprocess(crops), lms if model.uses_landmarks else None)
-    p_au = torch.sigmoid(out["au"][:, 0]).numpy()
-    p_e = torch.softmax(out["expr"], -1).numpy()
+    p_au, p_e = model.probabilities(crops, lms, flip=flip)
+    p_au, p_e = p_au[:, 0].numpy(), p_e.numpy()
     for k, (row, _) in enumerate(items):
         for j, a in enumerate(model.aus):
             row[f"{vocab.au_code(a)}_p"] = float(p_au[k, j])
@@ -70,9 +68,10 @@ def _run_model(model, items: list, threshold: float) -> None:
 
 
 def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = None, start: int = 0,
-                     batch_size: int = 16, threshold: float = 0.5) -> Iterator[dict]:
+                     batch_size: int = 16, threshold: float = 0.5, flip: bool = True) -> Iterator[dict]:
     """Rows (dicts with :func:`columns` keys) for every frame and face of ``path``, in frame order, streamed in
-    constant memory. ``start`` skips frames before that index (resuming).
+    constant memory. ``start`` skips frames before that index (resuming). ``flip`` averages each face's
+    predictions with those of its mirror image.
 
     Raises:
         aufer.media.MediaError: for a missing, unsupported or unreadable input.
@@ -84,7 +83,7 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
     def flush() -> list[dict]:
         with_face = [p for p in pending if p[1] is not None]
         if with_face:
-            _run_model(model, with_face, threshold)
+            _run_model(model, with_face, threshold, flip)
         rows = [r for r, _ in pending]
         pending.clear()
         return rows

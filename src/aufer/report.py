@@ -42,7 +42,7 @@ def plot_timeseries(df: pd.DataFrame, out_png: str | Path, title: str = "", note
     ax1.set_title(title or "AU and emotion time series")
     for c in emo_cols:
         ax2.plot(t, track[c].to_numpy(dtype=float), label=c[4:], lw=1.2)
-    ax2.set_ylim(0, 1)
+    ax2.set_ylim(-0.03, 1.03)
     ax2.set_ylabel("emotion probability")
     ax2.set_xlabel(xlabel)
     ax2.legend(ncol=min(len(emo_cols), 7), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))

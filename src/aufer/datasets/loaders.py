@@ -6,25 +6,15 @@ colour jitter per clip, applied identically to every frame and to the landmarks.
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from importlib import resources
-
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from aufer.datasets.clips import ClipSet
+from aufer.faces.landmarks import mesh_mirror
 
-__all__ = ["ClipDataset", "clip_loader", "mesh_mirror"]
-
-
-@cache
-def mesh_mirror() -> np.ndarray:
-    """``(478,)`` left/right permutation of the MediaPipe mesh (data/mesh_mirror.json)."""
-    with resources.files("aufer").joinpath("data", "mesh_mirror.json").open() as f:
-        return np.asarray(json.load(f)["mirror"], dtype=np.int64)
+__all__ = ["ClipDataset", "clip_loader"]
 
 
 class ClipDataset(Dataset):

@@ -4,7 +4,21 @@ These are facts of the mesh topology (mediapipe ``face_mesh_connections``), not 
 "Image-left" is the side with the smaller x in an upright, non-mirrored image: the subject's right.
 """
 
+import json
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
 N_LANDMARKS = 478
+
+
+@cache
+def mesh_mirror() -> np.ndarray:
+    """``(478,)`` left/right permutation of the mesh: ``mirror[i]`` is the point that lands on point ``i`` when
+    the face is flipped horizontally (data/mesh_mirror.json, derived by scripts/make_mesh_mirror.py)."""
+    with resources.files("aufer").joinpath("data", "mesh_mirror.json").open() as f:
+        return np.asarray(json.load(f)["mirror"], dtype=np.int64)
 
 # eye corners (image-left eye: outer 33, inner 133; image-right eye: inner 362, outer 263)
 EYE_L_OUTER, EYE_L_INNER, EYE_R_INNER, EYE_R_OUTER = 33, 133, 362, 263

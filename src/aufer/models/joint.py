@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aufer import vocab
+from aufer.faces.landmarks import mesh_mirror
 from aufer.models.backbones import HFBackbone, TinyCNN
 from aufer.models.geometry import LandmarkEncoder
 from aufer.models.registry import register_model
@@ -34,12 +35,15 @@ class JointNet(nn.Module):
         norm: input normalisation name (``imagenet`` | ``clip``, see :func:`aufer.vocab.normalisation`).
         au_to_expr: add a learned linear map from the clip's mean AU probabilities to the expression logits
             (initialised at zero), so that expression recognition can read the AU evidence directly.
+        geometry_au: add a linear AU head on the landmark-geometry features to the AU logits (AUs are facial
+            motions; this gives them a direct geometric path besides the fused image + geometry features).
         config: the factory name and arguments that rebuild this model (saved with checkpoints).
     """
 
     def __init__(self, aus: Sequence[int], emotions: Sequence[str], backbone: nn.Module,
                  landmark_encoder: nn.Module | None = None, dim: int = 256, input_size: int = 112,
-                 norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, config: dict | None = None):
+                 norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, geometry_au: bool = False,
+                 config: dict | None = None):
         super().__init__()
         self.aus = tuple(int(a) for a in aus)
         self.emotions = tuple(emotions)
@@ -50,6 +54,11 @@ class JointNet(nn.Module):
         self.fuse = nn.Sequential(nn.Linear(d_in, dim), nn.GELU(), nn.Dropout(dropout))
         self.au_head = nn.Linear(dim, len(self.aus))
         self.expr_head = nn.Linear(dim, len(self.emotions))
+        self.geometry_au_head = None
+        if geometry_au:
+            if landmark_encoder is None:
+                raise ValueError("geometry_au needs a landmark encoder")
+            self.geometry_au_head = nn.Linear(landmark_encoder.out_dim, len(self.aus))
         self.au_to_expr = nn.Linear(len(self.aus), len(self.emotions), bias=False) if au_to_expr else None
         if self.au_to_expr is not None:
             nn.init.zeros_(self.au_to_expr.weight)
@@ -73,6 +82,17 @@ class JointNet(nn.Module):
         x = (x - self.mean) / self.std
         return x.reshape(b, t, 3, self.input_size, self.input_size)
 
+    def _frame_features(self, x: torch.Tensor, landmarks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, t = x.shape[:2]
+        feats = [self.backbone(x.reshape(b * t, *x.shape[2:]))]
+        geo = None
+        if self.landmark_encoder is not None:
+            if landmarks is None:
+                raise ValueError("this model uses landmark geometry: pass landmarks (B, T, 478, 3)")
+            geo = self.landmark_encoder(landmarks.reshape(b * t, *landmarks.shape[2:]))
+            feats.append(geo)
+        return self.fuse(torch.cat(feats, 1)).reshape(b, t, -1), geo
+
     def forward_features(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """Shared per-frame representation ``(B, T, D)`` of normalised clips ``(B, T, 3, S, S)`` and, when the
         model uses them, landmarks ``(B, T, 478, 3)`` in crop pixels.
@@ -80,23 +100,40 @@ class JointNet(nn.Module):
         Raises:
             ValueError: if the model needs landmarks and none are given.
         """
-        b, t = x.shape[:2]
-        feats = [self.backbone(x.reshape(b * t, *x.shape[2:]))]
-        if self.landmark_encoder is not None:
-            if landmarks is None:
-                raise ValueError("this model uses landmark geometry: pass landmarks (B, T, 478, 3)")
-            feats.append(self.landmark_encoder(landmarks.reshape(b * t, *landmarks.shape[2:])))
-        return self.fuse(torch.cat(feats, 1)).reshape(b, t, -1)
+        return self._frame_features(x, landmarks)[0]
 
     def forward(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``{"au": (B, T, A) logits, "expr": (B, E) logits, "features": (B, T, D)}``; the expression head
         reads the temporal mean of the frame features (and, with ``au_to_expr``, of the AU probabilities)."""
-        f = self.forward_features(x, landmarks)
+        f, geo = self._frame_features(x, landmarks)
         au = self.au_head(f)
+        if self.geometry_au_head is not None:
+            au = au + self.geometry_au_head(geo).reshape(*au.shape)
         expr = self.expr_head(f.mean(1))
         if self.au_to_expr is not None:
             expr = expr + self.au_to_expr(torch.sigmoid(au).mean(1))
         return {"au": au, "expr": expr, "features": f}
+
+    @torch.no_grad()
+    def probabilities(self, crops: torch.Tensor, landmarks: torch.Tensor | None = None,
+                      flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference on uint8 crops ``(B, T, S, S, 3)`` and landmarks ``(B, T, 478, 3)`` in crop pixels:
+        AU probabilities ``(B, T, A)`` (sigmoid) and expression probabilities ``(B, E)`` (softmax). With
+        ``flip``, the horizontally mirrored face (image flipped, landmarks mirrored) is analysed too and the two
+        results are averaged (AUs and expressions are left/right symmetric labels)."""
+        lm = landmarks if self.uses_landmarks else None
+        out = self(self.preprocess(crops), lm)
+        p_au, p_e = torch.sigmoid(out["au"]), torch.softmax(out["expr"], -1)
+        if flip:
+            size = crops.shape[-2]
+            lm_f = None
+            if lm is not None:
+                lm_f = lm[..., torch.from_numpy(mesh_mirror()), :].clone()
+                lm_f[..., 0] = size - 1 - lm_f[..., 0]
+            out_f = self(self.preprocess(crops.flip(-2)), lm_f)
+            p_au = (p_au + torch.sigmoid(out_f["au"])) / 2
+            p_e = (p_e + torch.softmax(out_f["expr"], -1)) / 2
+        return p_au, p_e
 
 
 def _defaults(aus, emotions):
@@ -106,14 +143,16 @@ def _defaults(aus, emotions):
 @register_model
 def aufer_tiny(aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None, input_size: int = 112,
                width: int = 32, dim: int = 256, geometry_dim: int = 128, dropout: float = 0.2,
-               au_to_expr: bool = True) -> JointNet:
+               au_to_expr: bool = True, geometry_au: bool = False) -> JointNet:
     """aufer's CPU demo model: a from-scratch tiny CNN on the aligned crop + an MLP on the landmark geometry.
     Trains in minutes on 2 CPU cores. Default AUs: BP4D's 12; default emotions: the 7 classes."""
     aus, emotions = _defaults(aus, emotions)
     cfg = {"name": "aufer_tiny", "aus": list(aus), "emotions": list(emotions), "input_size": input_size,
-           "width": width, "dim": dim, "geometry_dim": geometry_dim, "dropout": dropout, "au_to_expr": au_to_expr}
+           "width": width, "dim": dim, "geometry_dim": geometry_dim, "dropout": dropout, "au_to_expr": au_to_expr,
+           "geometry_au": geometry_au}
     return JointNet(aus, emotions, TinyCNN(dim, width, input_size, dropout), LandmarkEncoder(geometry_dim, dropout=dropout),
-                    dim=dim, input_size=input_size, dropout=dropout, au_to_expr=au_to_expr, config=cfg)
+                    dim=dim, input_size=input_size, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au,
+                    config=cfg)
 
 
 @register_model

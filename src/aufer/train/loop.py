@@ -74,23 +74,25 @@ def train_one_epoch(model: torch.nn.Module, au_loader: Iterable, fe_loader: Iter
 
 
 @torch.no_grad()
-def predict_clips(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities on whole clips: AU ``(N, T, A)`` (sigmoid) and expression ``(N, E)`` (softmax)."""
+def predict_clips(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities on whole clips: AU ``(N, T, A)`` (sigmoid) and expression ``(N, E)`` (softmax), averaged
+    with the mirrored face when ``flip`` (as :meth:`~aufer.models.joint.JointNet.probabilities`)."""
     from aufer.datasets.loaders import clip_loader  # noqa: PLC0415
 
     model.eval()
     aus, exprs = [], []
     for b in clip_loader(clips, batch_size):
-        out = _forward(model, b)
-        aus.append(torch.sigmoid(out["au"]).numpy())
-        exprs.append(torch.softmax(out["expr"], -1).numpy())
+        p_au, p_e = model.probabilities(b["crops"], b["landmarks"], flip=flip)
+        aus.append(p_au.numpy())
+        exprs.append(p_e.numpy())
     return np.concatenate(aus), np.concatenate(exprs)
 
 
-def evaluate(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32, threshold: float = 0.5) -> dict:
+def evaluate(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32, threshold: float = 0.5,
+             flip: bool = True) -> dict:
     """Metrics on a clip set: per-AU F1 (threshold 0.5, frames with a 0/1 label), mean F1, and UAR / WAR over the
     clips with an expression label. Entries are omitted when the set has no label of that kind."""
-    p_au, p_expr = predict_clips(model, clips, batch_size)
+    p_au, p_expr = predict_clips(model, clips, batch_size, flip)
     out: dict = {"n_clips": len(clips)}
     if ((clips.au == 0) | (clips.au == 1)).any():
         f1 = metrics.au_f1(p_au, clips.au, threshold)
