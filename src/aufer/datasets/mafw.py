@@ -1,0 +1,121 @@
+"""MAFW reader (11-class dynamic expression, single-labelled subset, clip level, 5 official folds).
+
+Layout facts: methods.md §1.5, protocols.json ``MAFW`` (``classes``, ``folds``), MAE-DFER ``preprocess/mafw.py``
+(``split/single/no_caption/set_{k}/{train,test}.txt``: no header, space-delimited ``<video file> <label>``;
+frames ``data/frames/{stem}/``). The archive names the split folder ``Train & Test Set``; ``split`` and
+``Train_Test_Set`` are accepted as renamed copies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aufer import vocab
+from aufer.datasets.generic import build_clip_records, class_index, folder_has_images, note_label, read_lines
+from aufer.datasets.records import ClipRecords, LayoutError, check_layout
+
+__all__ = ["read_mafw", "SPLIT_DIRS", "SPLIT_SUBDIR", "FRAME_DIR", "CLIP_DIR"]
+
+SPLIT_DIRS = ("Train & Test Set", "split", "Train_Test_Set")
+SPLIT_SUBDIR = ("single", "no_caption")
+FRAME_DIR = ("data", "frames")
+CLIP_DIR = ("data", "clips")
+_HINT = ("Expected MAFW's official layout: 'Train & Test Set/single/no_caption/set_{1..5}/train.txt' and test.txt "
+         "(lines '<video file> <label>', e.g. '00025.mp4 happiness') and frames data/frames/{stem}/ or videos "
+         "data/clips/{video file}.")
+
+
+def read_mafw(root: str | Path, strict: bool = True) -> ClipRecords:
+    """Read MAFW's single-labelled clips, their 11-class labels and the 5 official folds.
+
+    Layout (methods.md §1.5; protocols.json MAFW; MAE-DFER preprocess/mafw.py):
+
+    * split files ``{root}/Train & Test Set/single/no_caption/set_{k}/train.txt`` and ``test.txt`` (the folder
+      may also be named ``split`` or ``Train_Test_Set``), k = 1 .. ``protocol("MAFW")["folds"]``; one line per
+      clip, ``<video file name> <label>`` separated by white space, e.g. ``00025.mp4 happiness``; labels are
+      names of ``vocab.emotions(11)`` (happiness, sadness, neutral, anger, surprise, disgust, fear, contempt,
+      anxiety, helplessness, disappointment), spelling normalised by ``vocab.canonical_emotion``.
+    * media: the frame folder ``{root}/data/frames/{stem}/`` if it holds images, else the video
+      ``{root}/data/clips/{video file name}``.
+
+    Args:
+        root: the dataset root.
+        strict: if False, clips with neither frames nor video are dropped and listed in ``notes``.
+
+    Returns:
+        :class:`ClipRecords` ``"MAFW"``: ``clip`` = ``subject`` = the file stem (``"00025"``), ``label`` 0–10;
+        ``folds`` = ``{"1": {"train": [...], "test": [...]}, ..., "5": ...}``.
+
+    Raises:
+        LayoutError: listing every problem: no split folder, a missing split file, a malformed line or unknown
+            label (file and line), a clip with two labels or in both parts of a fold, and (when ``strict``) a clip
+            with neither frame folder nor video.
+    """
+    root = Path(root)
+    classes = vocab.emotions(11)
+    n_folds = int(vocab.protocol("MAFW")["folds"])
+    split_root = next((root / d for d in SPLIT_DIRS if (root / d).is_dir()), None)
+    if split_root is None:
+        looked = ", ".join(repr(str(root / d)) for d in SPLIT_DIRS)
+        raise LayoutError("MAFW", root, [f"no split folder: looked for {looked}"], _HINT)
+    problems: list[str] = []
+    labels: dict[str, tuple[int, str]] = {}
+    names: dict[str, str] = {}
+    folds: dict[str, dict[str, list[str]]] = {}
+    for k in range(1, n_folds + 1):
+        folder = split_root.joinpath(*SPLIT_SUBDIR, f"set_{k}")
+        parts = {part: _read_split(folder / f"{part}.txt", classes, labels, names, problems)
+                 for part in ("train", "test")}
+        both = sorted(set(parts["train"]) & set(parts["test"]))
+        if both:
+            problems.append(f"{folder}: {len(both)} clip(s) in both train.txt and test.txt, e.g. {both[0]}")
+        folds[str(k)] = parts
+    check_layout("MAFW", root, problems, _HINT)
+
+    missing: list[str] = []
+    rows = []
+    for clip, (label, where) in labels.items():
+        media = _media(root, clip, names[clip])
+        if media is None:
+            missing.append(f"clip {clip} (listed at {where}): neither frame folder "
+                           f"{root.joinpath(*FRAME_DIR, clip)} nor video {root.joinpath(*CLIP_DIR, names[clip])}")
+        else:
+            rows.append({"clip": clip, "subject": clip, "media": str(media), "label": label})
+    notes = [f"MAFW splits from {split_root.joinpath(*SPLIT_SUBDIR)}"]
+    if strict:
+        check_layout("MAFW", root, missing, _HINT)
+    else:
+        notes.extend(f"dropped: {m}" for m in missing)
+        kept = {r["clip"] for r in rows}
+        folds = {f: {p: [c for c in cs if c in kept] for p, cs in parts.items()} for f, parts in folds.items()}
+    return build_clip_records("MAFW", root, classes, rows, folds, notes)
+
+
+def _media(root: Path, clip: str, name: str) -> Path | None:
+    frames = root.joinpath(*FRAME_DIR, clip)
+    if folder_has_images(frames):
+        return frames
+    video = root.joinpath(*CLIP_DIR, name)
+    return video if video.is_file() else None
+
+
+def _read_split(path: Path, classes: tuple[str, ...], labels: dict, names: dict, problems: list[str]) -> list[str]:
+    lines = read_lines(path, problems)
+    if lines is None:
+        return []
+    clips = []
+    for lineno, line in lines:
+        where = f"{path} line {lineno}"
+        fields = line.split()
+        if len(fields) != 2:
+            problems.append(f"{where}: expected '<video file> <label>', got {line[:60]!r}")
+            continue
+        label = class_index(fields[1], classes)
+        if label is None:
+            problems.append(f"{where}: unknown label {fields[1]!r} (classes: {', '.join(classes)})")
+            continue
+        clip = Path(fields[0]).stem
+        names.setdefault(clip, fields[0])
+        note_label(labels, clip, label, where, problems)
+        clips.append(clip)
+    return clips

@@ -1,0 +1,138 @@
+"""Frame sampling for clips: consecutive-frame windows over AU sequences and TSN segment sampling of DFER clips.
+
+numpy only. Sources (methods.md §1.3, §3.3; protocols.json ``clip_sampling``):
+
+* AU sequences: 16 consecutive labelled frames, non-overlapping at test time, never crossing a gap in frame
+  numbers (SSM ``ssm/data/bp4d.py``, ``disfa.py``).
+* DFER clips: 16 frames by TSN segment sampling, a random offset in each of 16 equal segments for training,
+  segment centres for testing (SSM ``ssm/data/emotion.py``, AU-DFER ``dataset_DFEW.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["runs", "au_windows", "tsn_indices"]
+
+
+def runs(table: pd.DataFrame) -> list[np.ndarray]:
+    """Maximal runs of consecutive frame numbers within each sequence.
+
+    Rows are ordered by (``sequence``, ``frame``) internally; a change of ``sequence`` or a step in ``frame``
+    other than +1 starts a new run.
+
+    Args:
+        table: a DataFrame with ``sequence`` and ``frame`` columns, rows in any order (e.g.
+            :attr:`FrameRecords.table <aufer.datasets.records.FrameRecords>`).
+
+    Returns:
+        one int64 array per run, holding *positional* row indices into ``table`` (``table.iloc``), in frame
+        order; runs ordered by sequence name, then frame.
+
+    Raises:
+        ValueError: a (sequence, frame) pair occurs twice, or a column is missing.
+    """
+    missing = [c for c in ("sequence", "frame") if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}")
+    if len(table) == 0:
+        return []
+    seq_codes, _ = pd.factorize(table["sequence"].astype(str), sort=True)
+    frames = table["frame"].to_numpy(np.int64)
+    order = np.lexsort((frames, seq_codes))
+    s, f = seq_codes[order], frames[order]
+    same_seq = s[1:] == s[:-1]
+    if np.any(same_seq & (f[1:] == f[:-1])):
+        i = int(np.flatnonzero(same_seq & (f[1:] == f[:-1]))[0])
+        raise ValueError(f"frame {f[i]} of sequence {table['sequence'].iloc[order[i]]!r} appears twice")
+    breaks = np.flatnonzero(~same_seq | (f[1:] != f[:-1] + 1)) + 1
+    return [r.astype(np.int64) for r in np.split(order, breaks)]
+
+
+def _pad(rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.full(length, rows[-1], dtype=np.int64)
+    idx[: len(rows)] = rows
+    return idx, np.arange(length) < len(rows)
+
+
+def au_windows(table: pd.DataFrame, length: int = 16, train: bool = True,
+               rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``length`` consecutive labelled frames that never cross a gap (see :func:`runs`).
+
+    * Test (``train=False``): each run is cut into non-overlapping windows from its first frame, so every row is
+      in exactly one window at a valid position. A run shorter than ``length``, or a run's tail, gives a padded
+      window.
+    * Training: a run of ``L > length`` frames gets windows starting at
+      ``clip(arange(o - length, L, length), 0, L - length)`` (duplicates dropped), with one random phase
+      ``o ∈ [0, length)`` per run drawn from ``rng``: every window lies inside the run, together they cover every
+      frame (``ceil(L/length)`` windows, or one more when ``o > 0``, the first and last possibly overlapping their
+      neighbour), and the alignment changes from epoch to epoch. A run of ``L ≤ length`` frames gives one
+      (padded) window. Windows come in run order; shuffle them in the loader.
+
+    Padding repeats the index of the window's last valid frame and is marked ``valid=False``.
+
+    Args:
+        table: DataFrame with ``sequence`` and ``frame`` columns, rows in any order.
+        length: frames per window (≥ 1).
+        train: training (random alignment) or test (fixed, non-overlapping) windows.
+        rng: a ``numpy.random.Generator``, a seed, or ``None`` (fresh entropy); unused at test time.
+
+    Returns:
+        ``index`` ``(W, length)`` int64 positional row indices into ``table`` and ``valid`` ``(W, length)`` bool.
+
+    Raises:
+        ValueError: ``length < 1``, or as :func:`runs`.
+    """
+    if int(length) < 1:
+        raise ValueError(f"window length must be at least 1, not {length}")
+    length = int(length)
+    gen = np.random.default_rng(rng) if train else None
+    index, valid = [], []
+    for run in runs(table):
+        n = len(run)
+        if train and n > length:
+            o = int(gen.integers(0, length))
+            starts = np.unique(np.clip(np.arange(o - length, n, length), 0, n - length))
+        else:
+            starts = np.arange(0, n, length)
+        for s in starts:
+            i, v = _pad(run[s: s + length], length)
+            index.append(i)
+            valid.append(v)
+    if not index:
+        return np.zeros((0, length), np.int64), np.zeros((0, length), bool)
+    return np.stack(index), np.stack(valid)
+
+
+def tsn_indices(n_frames: int, num_segments: int = 16, train: bool = False,
+                rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """TSN segment sampling of one frame per segment (methods.md §1.3).
+
+    ``[0, n_frames)`` is split into ``num_segments`` equal (real-valued) segments
+    ``[k·n/S, (k+1)·n/S)``, ``k = 0..S-1``.
+
+    * Test: ``floor((k + 0.5)·n/S)``, the frame at each segment's centre. For ``n > S`` this is the DFER code
+      bases' ``int(tick/2 + tick·k)`` with ``tick = n/S``.
+    * Training (``n ≥ S``): ``floor((k + u_k)·n/S)`` with ``u_k ~ U[0, 1)`` from ``rng``, a random frame of segment
+      ``k`` (frames straddling a segment boundary are drawn in proportion to their overlap). Unlike the
+      reference code (integer segment length ``n // S``), the last ``n mod S`` frames can be drawn too.
+    * ``n < S`` (segments shorter than one frame), both modes: the test formula, deterministic. The result is
+      ``0, …, 0, 1, …, 1, …, n−1``: every frame in order, each repeated ``floor(S/n)`` or ``ceil(S/n)`` times
+      (the reference code instead pads ``0..n−1`` with the last frame).
+
+    Returns:
+        ``(num_segments,)`` int64, non-decreasing, in ``[0, n_frames)``.
+
+    Raises:
+        ValueError: ``n_frames < 1`` or ``num_segments < 1``.
+    """
+    n, s = int(n_frames), int(num_segments)
+    if n < 1:
+        raise ValueError(f"a clip needs at least one frame, got n_frames={n_frames}")
+    if s < 1:
+        raise ValueError(f"num_segments must be at least 1, not {num_segments}")
+    k = np.arange(s, dtype=np.float64)
+    u = np.random.default_rng(rng).random(s) if train and n >= s else np.full(s, 0.5)
+    idx = np.floor((k + u) * n / s).astype(np.int64)
+    return np.clip(idx, 0, n - 1)
