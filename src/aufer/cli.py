@@ -1,4 +1,4 @@
-"""Command line: ``aufer demo | predict | models``.
+"""Command line: ``aufer demo | prepare | predict | models``.
 
 User mistakes (a missing path, a file that is not media, a missing model, a bad setting) end with one clear
 line on stderr and exit code 2, never a traceback.
@@ -111,6 +111,48 @@ def predict(
         out.print(f"{output}: {len(df)} rows, {n_frames} frames, face found in {found}; plot {plot}")
     except (UserError, MediaError, FileNotFoundError) as e:
         _fail(str(e))
+
+
+@app.command()
+def prepare(
+    dataset: str = typer.Argument(..., help="BP4D | DISFA | DFEW | FERV39K | MAFW | au_csv | expr_csv"),
+    root: Path = typer.Option(..., "--root", help="the dataset root as distributed (au_csv / expr_csv: the CSV file)"),
+    store: Path = typer.Option(..., "--out", help="face store file to create or resume, e.g. stores/bp4d.sqlite"),
+    size: int = typer.Option(256, help="aligned crop side in pixels"),
+    workers: Optional[int] = typer.Option(None, help="parallel processes (default: all cores)"),
+    frames: Optional[str] = typer.Option(None, help="DFEW frame set: clip_224x224_16f (default) or jpg_256"),
+    media_root: Optional[Path] = typer.Option(None, help="au_csv / expr_csv: folder the CSV's media paths are relative to"),
+):
+    """Detect, align and crop every frame of a dataset once into a face store (resumable: rerun the same
+    command after an interruption and it does only what is left)."""
+    from aufer.datasets.prepare import prepare as run_prepare  # noqa: PLC0415
+    from aufer.datasets.readers import read_dataset  # noqa: PLC0415
+    from aufer.datasets.records import LayoutError  # noqa: PLC0415
+    from aufer.datasets.store import StoreError  # noqa: PLC0415
+
+    kw = {}
+    if frames:
+        kw["frames"] = frames
+    if media_root:
+        kw["root"] = media_root
+    try:
+        if not root.exists():
+            raise UserError(f"{root}: no such file or folder; pass the dataset root as distributed with --root")
+        records = read_dataset(dataset, root, **kw)
+        n = len(records)
+        out.print(f"{records.dataset}: {n} {'labelled frames' if hasattr(records, 'aus') else 'clips'} in "
+                  f"{records.table[['sequence' if hasattr(records, 'aus') else 'clip']].nunique().iloc[0]} sequences")
+        report = run_prepare(records, store, crop_size=size, workers=workers)
+    except LayoutError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except (UserError, StoreError, ValueError, TypeError, FileNotFoundError) as e:
+        _fail(str(e))
+    out.print(f"{report['store']}: {report['sequences_done']}/{report['sequences']} sequences complete; this run aligned "
+              f"{report['frames_done']} frames ({report['frames_per_s']:.1f} frames/s), face found in "
+              f"{report['frames_detected']}; {report['n_errors']} unreadable")
+    if report["sequences_done"] < report["sequences"]:
+        err.print("some sequences are incomplete (unreadable frames above); frames without a face are stored and flagged")
 
 
 @app.command()

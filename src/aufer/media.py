@@ -9,6 +9,7 @@ could be decoded and records a warning.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -85,13 +86,15 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name.
+    """Image files directly inside ``folder``, in natural name order (``2.jpg`` before ``10.jpg``, so that
+    unpadded frame numbers stay in time order).
 
     Raises:
         MediaError: if the folder holds no image file.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
+                   key=lambda p: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name) if t])
     if not files:
         raise MediaError(f"{folder}: folder holds no image files ({', '.join(sorted(IMAGE_EXTS))})")
     return files

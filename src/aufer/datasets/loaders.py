@@ -12,9 +12,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from aufer.datasets.clips import ClipSet
+from aufer.datasets.records import ClipRecords, FrameRecords
+from aufer.datasets.sampling import au_windows, tsn_indices
+from aufer.datasets.store import FaceStore
 from aufer.faces.landmarks import mesh_mirror
 
-__all__ = ["ClipDataset", "clip_loader"]
+__all__ = ["ClipDataset", "clip_loader", "transform_clip", "AUWindowDataset", "ExprClipDataset", "JointLoader",
+           "union_aus", "store_loader"]
 
 
 class ClipDataset(Dataset):
@@ -58,33 +62,63 @@ class ClipDataset(Dataset):
                 "au": torch.from_numpy(au), "expr": torch.tensor(int(c.expr[i])), "index": torch.tensor(i)}
 
     def _augment(self, crops: np.ndarray, lms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = self.rng
-        size = crops.shape[1]
-        ang = r.uniform(-self.max_rotation_deg, self.max_rotation_deg)
-        sc = 1.0 + r.uniform(-self.max_scale, self.max_scale)
-        m = cv2.getRotationMatrix2D((size / 2, size / 2), ang, sc)
-        m[:, 2] += r.uniform(-self.max_shift, self.max_shift, 2) * size
-        flip = self.flip and r.random() < 0.5
-        if flip:  # x -> size - 1 - x composed after the similarity
-            m = np.array([[-1.0, 0, size - 1], [0, 1.0, 0]]) @ np.vstack([m, [0, 0, 1]])
-        out = np.empty_like(crops)
-        for t in range(len(crops)):
-            out[t] = cv2.warpAffine(crops[t], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        lms = lms.copy()
-        xy = lms[..., :2] @ m[:, :2].T.astype(np.float32) + m[:, 2].astype(np.float32)
-        lms[..., :2] = xy
-        if flip:
-            lms = lms[:, mesh_mirror()]
-        if self.color > 0:
-            f = out.astype(np.float32)
-            bright = r.uniform(1 - self.color, 1 + self.color)
-            contrast = r.uniform(1 - self.color, 1 + self.color)
-            sat = r.uniform(1 - self.color, 1 + self.color)
-            grey = f.mean(-1, keepdims=True)
-            f = grey + (f - grey) * sat
-            f = (f - f.mean()) * contrast + f.mean()
-            out = (f * bright).clip(0, 255).astype(np.uint8)
-        return out, lms
+        return transform_clip(crops, lms, None, self.rng, self.max_rotation_deg, self.max_scale, self.max_shift,
+                              self.flip, self.color)
+
+
+def transform_clip(crops: np.ndarray, landmarks: np.ndarray, out_size: int | None = None,
+                   rng: np.random.Generator | None = None, max_rotation_deg: float = 6.0, max_scale: float = 0.06,
+                   max_shift: float = 0.04, flip: bool = True, color: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Resize and (when ``rng`` is given) augment a clip, identically for every frame.
+
+    One random similarity (rotation up to ``max_rotation_deg`` degrees, scale ``1 ± max_scale``, shift up to
+    ``max_shift`` of the side), one horizontal-flip decision (landmarks follow, with the mesh's left/right
+    points swapped) and one colour jitter (brightness, contrast, saturation ``1 ± color``) per clip.
+
+    Args:
+        crops: ``(T, S, S, 3)`` uint8 RGB aligned crops.
+        landmarks: ``(T, 478, 3)`` float32 crop pixels.
+        out_size: output side in pixels (``None`` = ``S``); the whole aligned crop is resized, as MDHR's test
+            transform ``Resize(224)`` of the 256-pixel crop.
+        rng: random generator; ``None`` = no augmentation (evaluation).
+
+    Returns:
+        ``(T, out, out, 3)`` uint8 crops and ``(T, 478, 3)`` float32 landmarks in output pixels.
+    """
+    size = crops.shape[1]
+    out_size = int(out_size or size)
+    if rng is None and out_size == size:
+        return crops, landmarks
+    k = out_size / size
+    if rng is None:
+        m = np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]])
+        do_flip, jitter = False, None
+    else:
+        ang = rng.uniform(-max_rotation_deg, max_rotation_deg)
+        sc = (1.0 + rng.uniform(-max_scale, max_scale)) * k
+        c = size / 2
+        m = cv2.getRotationMatrix2D((c, c), ang, sc)
+        m[:, 2] += (out_size / 2 - c) + rng.uniform(-max_shift, max_shift, 2) * out_size
+        do_flip = flip and rng.random() < 0.5
+        jitter = rng.uniform(1 - color, 1 + color, 3) if color > 0 else None
+    if do_flip:  # x -> out - 1 - x composed after the similarity
+        m = (np.array([[-1.0, 0, out_size - 1], [0, 1.0, 0]]) @ np.vstack([m, [0, 0, 1]]))
+    out = np.empty((len(crops), out_size, out_size, 3), np.uint8)
+    for t in range(len(crops)):
+        out[t] = cv2.warpAffine(crops[t], m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    lms = np.array(landmarks, np.float32, copy=True)
+    lms[..., :2] = lms[..., :2] @ m[:, :2].T.astype(np.float32) + m[:, 2].astype(np.float32)
+    lms[..., 2] *= np.float32(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if do_flip:
+        lms = lms[:, mesh_mirror()]
+    if jitter is not None:
+        bright, contrast, sat = jitter
+        f = out.astype(np.float32)
+        grey = f.mean(-1, keepdims=True)
+        f = grey + (f - grey) * sat
+        f = (f - f.mean()) * contrast + f.mean()
+        out = (f * bright).clip(0, 255).astype(np.uint8)
+    return out, lms
 
 
 def clip_loader(clips: ClipSet, batch_size: int, shuffle: bool = False, n_frames: int | None = None,
@@ -93,3 +127,164 @@ def clip_loader(clips: ClipSet, batch_size: int, shuffle: bool = False, n_frames
     ds = ClipDataset(clips, n_frames=n_frames, augment=augment, seed=seed)
     g = torch.Generator().manual_seed(seed)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, generator=g, num_workers=0)
+
+
+# ------------------------------------------------------------------------------------- store-backed data
+def union_aus(*vocabularies) -> tuple[int, ...]:
+    """The union AU space of several AU vocabularies, ascending (e.g. BP4D's 12 ∪ DISFA's 8 = 15 AUs)."""
+    return tuple(sorted({int(a) for v in vocabularies for a in v}))
+
+
+def _stored(store: FaceStore, table) -> np.ndarray:
+    """Boolean mask of the table rows whose (sequence, frame) is in the store."""
+    ft = store.frame_table()
+    have = set(zip(ft["sequence"], ft["frame"].astype(int)))
+    return np.array([(s, int(f)) in have for s, f in zip(table["sequence"], table["frame"])], bool)
+
+
+class AUWindowDataset(Dataset):
+    """AU clips from a face store: windows of ``length`` consecutive labelled frames that never cross a gap in
+    frame numbers (:func:`aufer.datasets.sampling.au_windows`).
+
+    Training (``train=True``): one random window phase per run and epoch (call :meth:`set_epoch`), clip-consistent
+    augmentation. Evaluation: non-overlapping windows covering every labelled frame exactly once; a short last
+    window is padded (``valid`` false, AU labels −1 so that padding never counts).
+
+    Each item: ``crops`` uint8 ``(T, S, S, 3)``, ``landmarks`` float32 ``(T, 478, 3)``, ``au`` int64 ``(T, A)``
+    (1/0, −1 unknown or padding), ``expr`` −1, ``valid`` bool ``(T,)``, ``detected`` bool ``(T,)``, ``rows``
+    int64 ``(T,)`` (rows of ``records.table``, for writing predictions back), ``index``.
+
+    Args:
+        store: the face store made by ``aufer prepare`` for these records.
+        records: the (training, validation or test) frames; frames missing from the store are left out with a
+            warning.
+        length: frames per window ``T``.
+        aus: the output AU columns (default: the records' own); AUs the records do not code are −1 — the label
+            mask of mixed-vocabulary training (:func:`union_aus`).
+        out_size: output crop side (default: the store's).
+    """
+
+    def __init__(self, store: FaceStore, records: FrameRecords, length: int = 16, train: bool = False,
+                 aus=None, out_size: int | None = None, augment: bool | None = None, seed: int = 0):
+        keep = _stored(store, records.table)
+        if not keep.all():
+            import logging  # noqa: PLC0415
+
+            logging.getLogger(__name__).warning("%d of %d labelled frames of %s are not in %s (no image or prepare "
+                                                "unfinished); they are left out", (~keep).sum(), len(keep),
+                                                records.dataset, store.path)
+            records = records.subset(keep)
+        self.store, self.records, self.length, self.train = store, records, int(length), bool(train)
+        self.aus = tuple(aus) if aus is not None else records.aus
+        self.out_size = out_size or store.crop_size
+        self.augment = self.train if augment is None else augment
+        self.seed = seed
+        cols = {a: j for j, a in enumerate(records.aus)}
+        self.labels = np.full((len(records), len(self.aus)), -1, np.int8)
+        for k, a in enumerate(self.aus):
+            if a in cols:
+                self.labels[:, k] = records.occurrence[:, cols[a]]
+        self._seq = records.table["sequence"].to_numpy()
+        self._frame = records.table["frame"].to_numpy(np.int64)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's training windows (evaluation windows do not depend on the epoch)."""
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch]) if self.train else None
+        self.index, self.valid = au_windows(self.records.table, self.length, train=self.train, rng=rng)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rows, valid = self.index[i], self.valid[i]
+        d = self.store.read(self._seq[rows[0]], self._frame[rows])
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment else None
+        crops, lms = transform_clip(d["crops"], d["landmarks"], self.out_size, rng)
+        au = self.labels[rows].astype(np.int64)
+        au[~valid] = -1
+        return {"crops": torch.from_numpy(np.ascontiguousarray(crops)), "landmarks": torch.from_numpy(lms),
+                "au": torch.from_numpy(au), "expr": torch.tensor(-1), "valid": torch.from_numpy(valid),
+                "detected": torch.from_numpy(d["detected"]), "rows": torch.from_numpy(rows), "index": torch.tensor(i)}
+
+
+class ExprClipDataset(Dataset):
+    """Expression clips from a face store, ``num_segments`` frames each by TSN segment sampling
+    (:func:`aufer.datasets.sampling.tsn_indices`: a random frame per segment in training, segment centres at
+    test), with clip-consistent augmentation in training.
+
+    Each item: ``crops`` uint8 ``(T, S, S, 3)``, ``landmarks`` float32 ``(T, 478, 3)``, ``au`` int64 ``(T, A)`` all
+    −1 (``A = len(aus)``: expression clips carry no AU label), ``expr`` int64 (−1 unknown), ``valid`` and
+    ``detected`` bool ``(T,)``, ``index``.
+
+    Raises:
+        KeyError: if a clip is not in the store (run ``aufer prepare``).
+    """
+
+    def __init__(self, store: FaceStore, records: ClipRecords, num_segments: int = 16, train: bool = False,
+                 aus=(), out_size: int | None = None, augment: bool | None = None, seed: int = 0):
+        seqs = store.sequences().set_index("key")
+        missing = [c for c in records.table["clip"] if c not in seqs.index or seqs.at[c, "stored"] == 0]
+        if missing:
+            raise KeyError(f"{len(missing)} clips of {records.dataset} are not in {store.path} (first: {missing[0]!r}); "
+                           "run or finish `aufer prepare`")
+        self.store, self.records, self.num_segments, self.train = store, records, int(num_segments), bool(train)
+        self.aus = tuple(aus)
+        self.out_size = out_size or store.crop_size
+        self.augment = self.train if augment is None else augment
+        self.seed, self.epoch = seed, 0
+        self._clips = records.table["clip"].to_numpy()
+        self._labels = records.labels
+        self._lengths = np.array([int(seqs.at[c, "stored"]) for c in self._clips])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        idx = tsn_indices(int(self._lengths[i]), self.num_segments, train=self.train, rng=rng)
+        d = self.store.read(self._clips[i], idx)
+        crops, lms = transform_clip(d["crops"], d["landmarks"], self.out_size, rng if self.augment else None)
+        t = len(idx)
+        return {"crops": torch.from_numpy(np.ascontiguousarray(crops)), "landmarks": torch.from_numpy(lms),
+                "au": torch.full((t, len(self.aus)), -1, dtype=torch.int64), "expr": torch.tensor(int(self._labels[i])),
+                "valid": torch.ones(t, dtype=torch.bool), "detected": torch.from_numpy(d["detected"]),
+                "index": torch.tensor(i)}
+
+
+def store_loader(dataset: Dataset, batch_size: int, shuffle: bool | None = None, workers: int = 0, seed: int = 0,
+                 drop_last: bool | None = None) -> DataLoader:
+    """A DataLoader over a store-backed dataset (shuffled and dropping the last partial batch in training).
+    Worker processes open their own store connection."""
+    train = bool(getattr(dataset, "train", False))
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train if shuffle is None else shuffle,
+                      drop_last=train if drop_last is None else drop_last, generator=g, num_workers=workers,
+                      persistent_workers=False)
+
+
+class JointLoader:
+    """Heterogeneous joint batches: each step yields ``(au_batch, expr_batch)``. An epoch runs the longer loader
+    once; the shorter restarts as often as needed (:func:`aufer.train.loop.joint_steps`). ``set_epoch`` is
+    passed on to both datasets (new training windows and augmentations)."""
+
+    def __init__(self, au_loader: DataLoader, expr_loader: DataLoader):
+        self.au_loader, self.expr_loader = au_loader, expr_loader
+
+    def __len__(self) -> int:
+        return max(len(self.au_loader), len(self.expr_loader))
+
+    def set_epoch(self, epoch: int) -> None:
+        for ld in (self.au_loader, self.expr_loader):
+            for ds in getattr(ld.dataset, "datasets", [ld.dataset]):  # a ConcatDataset (mixed vocabularies)
+                if hasattr(ds, "set_epoch"):
+                    ds.set_epoch(epoch)
+
+    def __iter__(self):
+        from aufer.train.loop import joint_steps  # noqa: PLC0415
+
+        return joint_steps(self.au_loader, self.expr_loader)

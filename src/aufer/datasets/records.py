@@ -24,8 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["LayoutError", "FrameRecords", "ClipRecords", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "list_images",
-           "check_layout"]
+__all__ = ["LayoutError", "FrameRecords", "ClipRecords", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "check_layout"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -53,12 +52,6 @@ def check_layout(dataset: str, root: str | Path, problems: list[str], hint: str 
     """Raise :class:`LayoutError` when ``problems`` is not empty."""
     if problems:
         raise LayoutError(dataset, root, problems, hint)
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder, sorted by name (numeric-aware: ``2.jpg`` before ``10.jpg``)."""
-    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    return sorted(files, key=lambda p: (len(p.stem), p.stem) if p.stem.isdigit() else (float("inf"), p.stem))
 
 
 @dataclass
