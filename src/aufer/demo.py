@@ -36,7 +36,9 @@ from aufer import vocab
 from aufer.datasets import synth
 from aufer.datasets.bundled import ATTRIBUTION, bundled_faces, bundled_video
 from aufer.datasets.clips import ClipSet
-from aufer.datasets.loaders import clip_loader
+from aufer.datasets.loaders import AUWindowDataset, ExprClipDataset, JointLoader, store_loader
+from aufer.datasets.records import ClipRecords, FrameRecords
+from aufer.datasets.store import FaceStore
 from aufer.faces.pipeline import FacePipeline, align_face
 from aufer.media import read_image
 
@@ -148,7 +150,7 @@ class StageProgress:
 
 def _cache_dir(cfg: DemoConfig, split: dict) -> Path:
     keys = ("seed", "crop_size", "synth_image_size", "clip_frames", "au_clips_per_person", "au_eval_clips_per_person",
-            "fe_synth_per_emotion", "fe_eval_per_emotion")
+            "fe_synth_per_emotion", "fe_eval_per_emotion", "real_repeat")
     blob = json.dumps({"version": aufer.__version__, "synth": synth.SYNTH_VERSION, "cfg": {k: getattr(cfg, k) for k in keys}, "split": split},
                       sort_keys=True)
     root = Path(os.environ.get("AUFER_CACHE", Path.home() / ".cache" / "aufer"))
@@ -248,8 +250,9 @@ class DemoData:
     """Everything the experiment trains and evaluates on (see the module docstring)."""
 
     split: dict[str, list[str]]
-    au_train: ClipSet      # SYNTHETIC AU clips of AU-train people
-    fe_train: ClipSet      # real photos + SYNTHETIC prototypes of FE-train people (expression labels)
+    store: FaceStore       # the training crops, written once like any prepared dataset
+    au_train: FrameRecords  # SYNTHETIC AU clips of AU-train people (per-frame AU labels)
+    fe_train: ClipRecords  # real photos + SYNTHETIC prototypes of FE-train people (expression labels)
     val_au: ClipSet
     val_expr: ClipSet
     val_real: ClipSet
@@ -290,17 +293,21 @@ def prepare_data(cfg: DemoConfig, steps: "StageProgress", cache: Path | None = N
         parts[name] = _cached(cache / f"{name}.npz", make)
         if cached:
             tick(len(b))
+    store = FaceStore(cache / "train_store.sqlite", "a", crop_size=cfg.crop_size)
+    fe_train = ClipSet.concat([real["fe_train"]] * max(1, cfg.real_repeat) + [parts["fe_train_synth"]])
     return DemoData(
-        split=split, au_train=parts["au_train"],
-        fe_train=ClipSet.concat([real["fe_train"]] * max(1, cfg.real_repeat) + [parts["fe_train_synth"]]),
+        split=split, store=store, au_train=parts["au_train"].to_store(store, "au_train", "au"),
+        fe_train=fe_train.to_store(store, "fe_train", "expr"),
         val_au=parts["val_au"], val_expr=ClipSet.concat([real["val"], parts["val_expr_synth"]]), val_real=real["val"],
         test_au=parts["test_au"], test_expr=ClipSet.concat([real["test"], parts["test_expr_synth"]]),
         test_expr_synth=parts["test_expr_synth"], test_real=real["test"])
 
 
-def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tuple[ClipSet, ClipSet, ClipSet] | None,
-                steps: "StageProgress"):
-    """Joint training; with ``val = (val_au, val_expr, val_real)`` the epoch with the best validation score is
+def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_train: ClipRecords,
+                val: tuple[ClipSet, ClipSet, ClipSet] | None, steps: "StageProgress"):
+    """Joint training from a face store through the same samplers and loaders as the benchmarks (AU windows of
+    ``cfg.train_frames`` consecutive frames, one random window per synthetic clip and epoch; expression clips of
+    one frame); with ``val = (val_au, val_expr, val_real)`` the epoch with the best validation score is
     kept (model selection on validation people only). With ``cfg.ema_decay`` the exponential moving average of
     the weights (updated after every step) is what is evaluated and returned.
     Returns ``(model, history, selected_epoch)``."""
@@ -310,10 +317,10 @@ def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tupl
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7, input_size=cfg.crop_size,
                          **cfg.model_args)
-    au_loader = clip_loader(au_train, cfg.au_batch, shuffle=True, n_frames=cfg.train_frames, augment=True,
-                            seed=cfg.seed, drop_last=True)
-    fe_loader = clip_loader(fe_train, cfg.fe_batch, shuffle=True, augment=True, seed=cfg.seed + 1, drop_last=True)
-    steps_per_epoch = max(len(au_loader), len(fe_loader))
+    au_data = AUWindowDataset(store, au_train, length=cfg.train_frames, train=True, seed=cfg.seed, per_sequence=1)
+    fe_data = ExprClipDataset(store, fe_train, num_segments=1, train=True, aus=au_train.aus, seed=cfg.seed + 1)
+    joint = JointLoader(store_loader(au_data, cfg.au_batch, seed=cfg.seed), store_loader(fe_data, cfg.fe_batch, seed=cfg.seed + 1))
+    steps_per_epoch = len(joint)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
     bar = steps.task(f"joint training ({cfg.epochs} epochs × {steps_per_epoch} steps)", cfg.epochs * steps_per_epoch)
@@ -331,7 +338,8 @@ def train_model(cfg: DemoConfig, au_train: ClipSet, fe_train: ClipSet, val: tupl
     evaluated = ema.module if ema is not None else model
     history, best = [], None
     for epoch in range(1, cfg.epochs + 1):
-        losses = train_one_epoch(model, au_loader, fe_loader, opt, sched, on_step=tick,
+        joint.set_epoch(epoch)
+        losses = train_one_epoch(model, joint.au_loader, joint.expr_loader, opt, sched, on_step=tick,
                                  label_smoothing=cfg.label_smoothing)
         row = {"epoch": epoch, **losses}
         if val is not None:
@@ -406,7 +414,8 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -
                   f"validation {len(data.split['val'])}, test {len(data.split['test'])} (subject-exclusive)")
 
         t0 = time.perf_counter()
-        model, history, epoch = train_model(cfg, data.au_train, data.fe_train, (data.val_au, data.val_expr, data.val_real), steps)
+        model, history, epoch = train_model(cfg, data.store, data.au_train, data.fe_train,
+                                            (data.val_au, data.val_expr, data.val_real), steps)
         timing["train_s"] = time.perf_counter() - t0
         test = held_out_metrics(model, data)
         save_checkpoint(model, out / "model", extra={

@@ -98,6 +98,46 @@ class ClipSet:
         return ClipSet(**{n: np.concatenate([getattr(s, n) for s in sets]) for n in first._ARRAYS},
                        aus=first.aus, emotions=first.emotions, notes=notes)
 
+    def to_store(self, store, prefix: str, kind: str, dataset: str = "FACS-warp"):
+        """Write the clips into a :class:`~aufer.datasets.store.FaceStore` (one sequence ``{prefix}/{i:05d}`` per
+        clip, frames ``0..T-1``; sequences already complete are skipped) and return their records, so that
+        in-memory data (e.g. SYNTHETIC FACS-warp clips) go through the same store, samplers and loaders as a
+        benchmark.
+
+        Args:
+            kind: ``"au"`` → :class:`~aufer.datasets.records.FrameRecords` (one row per frame, AU labels), or
+                ``"expr"`` → :class:`~aufer.datasets.records.ClipRecords` (one row per clip, expression label).
+
+        Raises:
+            ValueError: for another ``kind``, or a crop size different from the store's.
+        """
+        import pandas as pd  # noqa: PLC0415
+
+        from aufer.datasets.records import ClipRecords, FrameRecords  # noqa: PLC0415
+        from aufer.datasets.store import StoredFrame  # noqa: PLC0415
+
+        if kind not in ("au", "expr"):
+            raise ValueError(f"kind must be 'au' or 'expr', not {kind!r}")
+        if store.crop_size != self.crop_size:
+            raise ValueError(f"the store holds {store.crop_size}-pixel crops, these clips are {self.crop_size}")
+        keys = [f"{prefix}/{i:05d}" for i in range(len(self))]
+        done = store.done_sequences()
+        nan_box = np.full(4, np.nan, np.float32)
+        for i, key in enumerate(keys):
+            if key in done:
+                continue
+            store.write(key, [StoredFrame(t, self.crops[i, t], self.landmarks[i, t], nan_box, 1.0, bool(self.detected[i, t]))
+                              for t in range(self.n_frames)])
+            store.mark_done(key, self.n_frames)
+        t = self.n_frames
+        if kind == "au":
+            table = pd.DataFrame({"subject": np.repeat(self.identity, t), "sequence": np.repeat(keys, t),
+                                  "frame": np.tile(np.arange(t), len(self)), "media": np.repeat(keys, t), "media_index": -1})
+            return FrameRecords(dataset, "", self.aus, table, self.au.reshape(-1, len(self.aus)),
+                                self.au_intensity.reshape(-1, len(self.aus)), list(self.notes))
+        table = pd.DataFrame({"clip": keys, "subject": self.identity, "media": keys, "label": self.expr.astype(np.int64)})
+        return ClipRecords(dataset, "", self.emotions, table, {}, list(self.notes))
+
     def save(self, path: str | Path) -> None:
         """Write to one ``.npz`` file atomically (temporary file, then rename)."""
         path = Path(path)

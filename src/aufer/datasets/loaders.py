@@ -162,10 +162,13 @@ class AUWindowDataset(Dataset):
         aus: the output AU columns (default: the records' own); AUs the records do not code are −1 — the label
             mask of mixed-vocabulary training (:func:`union_aus`).
         out_size: output crop side (default: the store's).
+        per_sequence: training only: keep at most this many random windows of each sequence per epoch (default: all, so
+            that an epoch sees about every frame once).
     """
 
     def __init__(self, store: FaceStore, records: FrameRecords, length: int = 16, train: bool = False,
-                 aus=None, out_size: int | None = None, augment: bool | None = None, seed: int = 0):
+                 aus=None, out_size: int | None = None, augment: bool | None = None, seed: int = 0,
+                 per_sequence: int | None = None):
         keep = _stored(store, records.table)
         if not keep.all():
             import logging  # noqa: PLC0415
@@ -178,7 +181,7 @@ class AUWindowDataset(Dataset):
         self.aus = tuple(aus) if aus is not None else records.aus
         self.out_size = out_size or store.crop_size
         self.augment = self.train if augment is None else augment
-        self.seed = seed
+        self.seed, self.per_sequence = seed, per_sequence
         cols = {a: j for j, a in enumerate(records.aus)}
         self.labels = np.full((len(records), len(self.aus)), -1, np.int8)
         for k, a in enumerate(self.aus):
@@ -193,6 +196,12 @@ class AUWindowDataset(Dataset):
         self.epoch = epoch
         rng = np.random.default_rng([self.seed, epoch]) if self.train else None
         self.index, self.valid = au_windows(self.records.table, self.length, train=self.train, rng=rng)
+        if self.train and self.per_sequence:
+            run_of = self._seq[self.index[:, 0]]
+            keep = np.concatenate([rng.permutation(np.flatnonzero(run_of == s))[: self.per_sequence]
+                                   for s in dict.fromkeys(run_of)]) if len(run_of) else np.zeros(0, int)
+            keep.sort()
+            self.index, self.valid = self.index[keep], self.valid[keep]
 
     def __len__(self) -> int:
         return len(self.index)
