@@ -8,8 +8,6 @@ process; peak resident memory (max RSS) is read from the operating system. Print
 """
 
 import argparse
-import os
-import resource
 import subprocess
 import sys
 import tempfile

@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 
 from aufer.datasets.bundled import bundled_video, template_landmarks
 from aufer.faces import landmarks as L

@@ -82,13 +82,7 @@ def read_dfew(root: str | Path, frames: str = "clip_224x224_16f", strict: bool =
         else:
             rows.append({"clip": clip, "subject": clip, "media": str(folder), "label": label})
     notes = [f"DFEW splits from {root / SPLIT_DIR}, frames from {frame_root}"]
-    if strict:
-        check_layout("DFEW", root, missing, _HINT)
-    else:
-        notes.extend(f"dropped: {m}" for m in missing)
-        kept = {r["clip"] for r in rows}
-        folds = {f: {p: [c for c in cs if c in kept] for p, cs in parts.items()} for f, parts in folds.items()}
-    return build_clip_records("DFEW", root, classes, rows, folds, notes)
+    return build_clip_records("DFEW", root, classes, rows, folds, notes, missing, strict, _HINT)
 
 
 def _read_split(path: Path, n_classes: int, labels: dict, problems: list[str]) -> list[str]:

@@ -68,13 +68,7 @@ def read_ferv39k(root: str | Path, strict: bool = True) -> ClipRecords:
         else:
             rows.append({"clip": clip, "subject": clip, "media": str(folder), "label": label})
     notes = [f"FERV39K split from {split_dir}, frames from {frame_root}"]
-    if strict:
-        check_layout("FERV39K", root, missing, _HINT)
-    else:
-        notes.extend(f"dropped: {m}" for m in missing)
-        kept = {r["clip"] for r in rows}
-        parts = {p: [c for c in cs if c in kept] for p, cs in parts.items()}
-    return build_clip_records("FERV39K", root, classes, rows, {"1": parts}, notes)
+    return build_clip_records("FERV39K", root, classes, rows, {"1": parts}, notes, missing, strict, _HINT)
 
 
 def _read_split(path: Path, classes: tuple[str, ...], labels: dict, problems: list[str]) -> list[str]:

@@ -135,8 +135,20 @@ def build_frame_records(dataset: str, root: str | Path, aus: Sequence[int], colu
 
 def build_clip_records(dataset: str, root: str | Path, classes: Sequence[str], rows: list[dict],
                        folds: dict[str, dict[str, list[str]]] | None = None,
-                       notes: Iterable[str] = ()) -> ClipRecords:
-    """:class:`ClipRecords` from row dicts ``{clip, subject, media, label}``, sorted by clip; fold lists sorted."""
+                       notes: Iterable[str] = (), missing: Sequence[str] = (), strict: bool = True,
+                       hint: str = "") -> ClipRecords:
+    """:class:`ClipRecords` from row dicts ``{clip, subject, media, label}``, sorted by clip; fold lists sorted.
+
+    ``missing`` lists clips whose media is missing: with ``strict`` they raise :class:`LayoutError`, otherwise
+    they are noted as dropped and removed from the folds.
+    """
+    notes = list(notes)
+    if strict:
+        check_layout(dataset, root, list(missing), hint)
+    elif missing:
+        notes.extend(f"dropped: {m}" for m in missing)
+        kept = {r["clip"] for r in rows}
+        folds = {f: {p: [c for c in cs if c in kept] for p, cs in parts.items()} for f, parts in (folds or {}).items()}
     table = pd.DataFrame(rows, columns=list(ClipRecords.COLUMNS))
     table = table.astype({"clip": str, "subject": str, "media": str}).astype({"label": np.int64})
     table = table.sort_values("clip", kind="stable").reset_index(drop=True)

@@ -82,13 +82,7 @@ def read_mafw(root: str | Path, strict: bool = True) -> ClipRecords:
         else:
             rows.append({"clip": clip, "subject": clip, "media": str(media), "label": label})
     notes = [f"MAFW splits from {split_root.joinpath(*SPLIT_SUBDIR)}"]
-    if strict:
-        check_layout("MAFW", root, missing, _HINT)
-    else:
-        notes.extend(f"dropped: {m}" for m in missing)
-        kept = {r["clip"] for r in rows}
-        folds = {f: {p: [c for c in cs if c in kept] for p, cs in parts.items()} for f, parts in folds.items()}
-    return build_clip_records("MAFW", root, classes, rows, folds, notes)
+    return build_clip_records("MAFW", root, classes, rows, folds, notes, missing, strict, _HINT)
 
 
 def _media(root: Path, clip: str, name: str) -> Path | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import cycle
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
