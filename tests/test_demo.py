@@ -42,7 +42,7 @@ class _Fake(torch.nn.Module):
         return torch.sigmoid(out["au"]), torch.softmax(out["expr"], -1)
 
 
-def test_real_photo_metrics():
+def test_real_photo_metrics(tmp_path):
     # 3 people; person 2's smiling photo is darker than the neutral one (a miss for both metrics)
     bright = {("p0", HAPPY): 200, ("p0", NEUTRAL): 50, ("p1", HAPPY): 180, ("p1", NEUTRAL): 40,
               ("p2", HAPPY): 60, ("p2", NEUTRAL): 90}
@@ -52,7 +52,12 @@ def test_real_photo_metrics():
     cs = ClipSet(crops, np.zeros((n, 1, 478, 3), np.float32), np.full((n, 1, 2), -1, np.int8),
                  np.full((n, 1, 2), np.nan, np.float32), np.array([k[1] for k in keys]), np.array([k[0] for k in keys]),
                  np.full(n, "real"), np.ones((n, 1), bool), (1, 12), vocab.EMOTIONS_7)
-    m = real_photo_metrics(_Fake().eval(), cs)
+    from aufer.datasets.loaders import ExprClipDataset
+    from aufer.datasets.store import FaceStore
+
+    store = FaceStore(tmp_path / "s.sqlite", "a", crop_size=8, codec="png")  # lossless: brightness kept exactly
+    real = ExprClipDataset(store, cs.to_store(store, "real", "expr"), num_segments=1, aus=(1, 12))
+    m = real_photo_metrics(_Fake().eval(), real)
     # neutral logit is 0; happy logit > 0 iff brightness > 127.5: p0, p1 smiles right, all neutrals right, p2 smile wrong
     assert m["happy_vs_neutral_accuracy"] == pytest.approx(5 / 6)
     assert m["au12_smile_gt_neutral"] == pytest.approx(2 / 3) and m["n_people_paired"] == 3

@@ -41,6 +41,7 @@ from aufer.datasets.records import ClipRecords, FrameRecords
 from aufer.datasets.store import FaceStore
 from aufer.faces.pipeline import FacePipeline, align_face
 from aufer.media import read_image
+from aufer.protocols import Split
 
 __all__ = ["DemoConfig", "DemoData", "split_identities", "prepare_data", "train_model", "held_out_metrics", "run_demo", "StageProgress",
            "real_photo_metrics"]
@@ -115,10 +116,9 @@ def split_identities(identities_london: list[str], identities_canada: list[str],
     if cfg.max_au_train_people:
         au_train = au_train[: cfg.max_au_train_people]
     split = {"test": london[:n_t], "val": london[n_t:n_t + n_v], "au_train": au_train, "fe_train": london[n_t + n_v + n_x:]}
-    seen: set[str] = set()
-    for ids in split.values():
-        assert not (seen & set(ids)), "identity in two splits"
-        seen |= set(ids)
+    # aufer.protocols.Split refuses an identity in two parts (or twice in one: AU-train vs FE-train)
+    Split(train=tuple(split["au_train"] + split["fe_train"]), val=tuple(split["val"]), test=tuple(split["test"]),
+          unit="subject")
     return split
 
 
@@ -210,8 +210,9 @@ def _bases(rows, detections, size: int) -> list[synth.BaseFace]:
     return out
 
 
-def real_photo_metrics(model, real: ClipSet) -> dict:
-    """Metrics on real neutral/smiling photos of held-out people.
+def real_photo_metrics(model, real) -> dict:
+    """Metrics on real neutral/smiling photos of held-out people (``real``: an evaluation
+    :class:`~aufer.datasets.loaders.ExprClipDataset` of one-frame clips).
 
     * ``happy_vs_neutral_accuracy``: a photo is called happy when P(happiness) > P(neutral);
     * ``top1_accuracy_7class``: the arg-max over all 7 classes equals the truth (stricter);
@@ -220,18 +221,18 @@ def real_photo_metrics(model, real: ClipSet) -> dict:
     """
     from aufer.train.loop import predict_clips  # noqa: PLC0415
 
-    p_au, p_e = predict_clips(model, real)
-    truth = real.expr
+    p_au, p_e, _, truth = predict_clips(model, real, labels=True)
+    identity = real.records.table["subject"].to_numpy()
     called_happy = p_e[:, HAPPY] > p_e[:, NEUTRAL]
-    out = {"n_photos": int(len(real)),
+    out = {"n_photos": int(len(truth)),
            "happy_vs_neutral_accuracy": float(np.mean(called_happy == (truth == HAPPY))),
            "top1_accuracy_7class": float(np.mean(p_e.argmax(1) == truth))}
     if 12 in model.aus:
         j = model.aus.index(12)
         au12 = p_au[:, 0, j]
         wins = []
-        for ident in np.unique(real.identity):
-            sel = real.identity == ident
+        for ident in np.unique(identity):
+            sel = identity == ident
             smile, neutral = au12[sel & (truth == HAPPY)], au12[sel & (truth == NEUTRAL)]
             if len(smile) and len(neutral):
                 wins.append(bool(smile.mean() > neutral.mean()))
@@ -250,16 +251,17 @@ class DemoData:
     """Everything the experiment trains and evaluates on (see the module docstring)."""
 
     split: dict[str, list[str]]
-    store: FaceStore       # the training crops, written once like any prepared dataset
+    store: FaceStore       # every crop below, written once like any prepared benchmark
     au_train: FrameRecords  # SYNTHETIC AU clips of AU-train people (per-frame AU labels)
     fe_train: ClipRecords  # real photos + SYNTHETIC prototypes of FE-train people (expression labels)
-    val_au: ClipSet
-    val_expr: ClipSet
-    val_real: ClipSet
-    test_au: ClipSet
-    test_expr: ClipSet
-    test_expr_synth: ClipSet
-    test_real: ClipSet
+    # evaluation datasets over the store (whole 16-frame AU clips; one-frame expression clips)
+    val_au: AUWindowDataset
+    val_expr: ExprClipDataset
+    val_real: ExprClipDataset
+    test_au: AUWindowDataset
+    test_expr: ExprClipDataset
+    test_expr_synth: ExprClipDataset
+    test_real: ExprClipDataset
 
 
 def prepare_data(cfg: DemoConfig, steps: "StageProgress", cache: Path | None = None) -> DemoData:
@@ -293,18 +295,26 @@ def prepare_data(cfg: DemoConfig, steps: "StageProgress", cache: Path | None = N
         parts[name] = _cached(cache / f"{name}.npz", make)
         if cached:
             tick(len(b))
-    store = FaceStore(cache / "train_store.sqlite", "a", crop_size=cfg.crop_size)
+    store = FaceStore(cache / "store.sqlite", "a", crop_size=cfg.crop_size)
     fe_train = ClipSet.concat([real["fe_train"]] * max(1, cfg.real_repeat) + [parts["fe_train_synth"]])
+
+    def au_eval(name):
+        return AUWindowDataset(store, parts[name].to_store(store, name, "au"), length=cfg.clip_frames)
+
+    def expr_eval(name, clips):
+        return ExprClipDataset(store, clips.to_store(store, name, "expr"), num_segments=1, aus=synth.SYNTH_AUS)
+
     return DemoData(
         split=split, store=store, au_train=parts["au_train"].to_store(store, "au_train", "au"),
         fe_train=fe_train.to_store(store, "fe_train", "expr"),
-        val_au=parts["val_au"], val_expr=ClipSet.concat([real["val"], parts["val_expr_synth"]]), val_real=real["val"],
-        test_au=parts["test_au"], test_expr=ClipSet.concat([real["test"], parts["test_expr_synth"]]),
-        test_expr_synth=parts["test_expr_synth"], test_real=real["test"])
+        val_au=au_eval("val_au"), val_expr=expr_eval("val_expr", ClipSet.concat([real["val"], parts["val_expr_synth"]])),
+        val_real=expr_eval("val_real", real["val"]), test_au=au_eval("test_au"),
+        test_expr=expr_eval("test_expr", ClipSet.concat([real["test"], parts["test_expr_synth"]])),
+        test_expr_synth=expr_eval("test_expr_synth", parts["test_expr_synth"]), test_real=expr_eval("test_real", real["test"]))
 
 
 def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_train: ClipRecords,
-                val: tuple[ClipSet, ClipSet, ClipSet] | None, steps: "StageProgress"):
+                val: tuple[AUWindowDataset, ExprClipDataset, ExprClipDataset] | None, steps: "StageProgress"):
     """Joint training from a face store through the same samplers and loaders as the benchmarks (AU windows of
     ``cfg.train_frames`` consecutive frames, one random window per synthetic clip and epoch; expression clips of
     one frame); with ``val = (val_au, val_expr, val_real)`` the epoch with the best validation score is
@@ -365,7 +375,7 @@ def held_out_metrics(model, data: DemoData) -> dict:
     t_au, t_ex, t_ex_synth = evaluate(model, data.test_au), evaluate(model, data.test_expr), evaluate(model, data.test_expr_synth)
     return {
         "au_synthetic": {"f1": t_au["au_f1"], "f1_mean": t_au["au_f1_mean"], "threshold": 0.5, "n_clips": t_au["n_clips"],
-                         "n_frames": int(data.test_au.au.shape[0] * data.test_au.au.shape[1])},
+                         "n_frames": len(data.test_au.records)},
         "expression_all": {"uar": t_ex["uar"], "war": t_ex["war"], "n": t_ex["n_clips"], "confusion": t_ex["confusion"],
                            "data": "real photos (neutral, happiness) + synthetic prototypes (7 classes)"},
         "expression_synthetic": {"uar": t_ex_synth["uar"], "war": t_ex_synth["war"], "n": t_ex_synth["n_clips"]},

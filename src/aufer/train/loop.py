@@ -72,34 +72,51 @@ def train_one_epoch(model: torch.nn.Module, au_loader: Iterable, fe_loader: Iter
     return {"loss_au": sums[0] / max(n, 1), "loss_expr": sums[1] / max(n, 1)}
 
 
+def _batches(data, batch_size: int):
+    if isinstance(data, ClipSet):
+        from aufer.datasets.loaders import clip_loader  # noqa: PLC0415
+
+        return clip_loader(data, batch_size)
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
 @torch.no_grad()
-def predict_clips(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def predict_clips(model: torch.nn.Module, data, batch_size: int = 32, flip: bool = True,
+                  labels: bool = False) -> tuple[np.ndarray, ...]:
     """Probabilities on whole clips: AU ``(N, T, A)`` (sigmoid) and expression ``(N, E)`` (softmax), averaged
-    with the mirrored face when ``flip`` (as :meth:`~aufer.models.joint.JointNet.probabilities`)."""
-    from aufer.datasets.loaders import clip_loader  # noqa: PLC0415
+    with the mirrored face when ``flip`` (as :meth:`~aufer.models.joint.JointNet.probabilities`).
 
+    Args:
+        data: a :class:`ClipSet`, or a dataset yielding the loaders' items (e.g. an evaluation
+            :class:`~aufer.datasets.loaders.AUWindowDataset` or :class:`~aufer.datasets.loaders.ExprClipDataset`
+            over a face store).
+        labels: also return the labels seen: AU ``(N, T, A)`` (−1 unknown or padding) and expression ``(N,)``.
+    """
     model.eval()
-    aus, exprs = [], []
-    for b in clip_loader(clips, batch_size):
+    out: list[list[np.ndarray]] = [[], [], [], []]
+    for b in _batches(data, batch_size):
         p_au, p_e = model.probabilities(b["crops"], b["landmarks"], flip=flip)
-        aus.append(p_au.numpy())
-        exprs.append(p_e.numpy())
-    return np.concatenate(aus), np.concatenate(exprs)
+        for k, v in enumerate((p_au, p_e, b["au"], b["expr"])):
+            out[k].append(v.numpy())
+    res = tuple(np.concatenate(v) for v in out)
+    return res if labels else res[:2]
 
 
-def evaluate(model: torch.nn.Module, clips: ClipSet, batch_size: int = 32, threshold: float = 0.5,
+def evaluate(model: torch.nn.Module, data, batch_size: int = 32, threshold: float = 0.5,
              flip: bool = True) -> dict:
-    """Metrics on a clip set: per-AU F1 (threshold 0.5, frames with a 0/1 label), mean F1, and UAR / WAR over the
-    clips with an expression label. Entries are omitted when the set has no label of that kind."""
-    p_au, p_expr = predict_clips(model, clips, batch_size, flip)
-    out: dict = {"n_clips": len(clips)}
-    if ((clips.au == 0) | (clips.au == 1)).any():
-        f1 = metrics.au_f1(p_au, clips.au, threshold)
-        out["au_f1"] = {f"AU{a}": (None if np.isnan(v) else float(v)) for a, v in zip(clips.aus, f1)}
+    """Metrics on a clip set or a store-backed evaluation dataset: per-AU F1 (threshold 0.5, frames with a 0/1
+    label; padding frames carry −1), mean F1, and UAR / WAR over the clips with an expression label. Entries
+    are omitted when the data have no label of that kind. AU columns are the model's."""
+    p_au, p_expr, au, expr = predict_clips(model, data, batch_size, flip, labels=True)
+    out: dict = {"n_clips": len(p_expr)}
+    if ((au == 0) | (au == 1)).any():
+        f1 = metrics.au_f1(p_au, au, threshold)
+        out["au_f1"] = {f"AU{a}": (None if np.isnan(v) else float(v)) for a, v in zip(model.aus, f1)}
         out["au_f1_mean"] = float(np.nanmean(f1))
-    if (clips.expr >= 0).any():
+    if (expr >= 0).any():
         pred = p_expr.argmax(1)
-        out["uar"] = metrics.uar(pred, clips.expr, len(clips.emotions))
-        out["war"] = metrics.war(pred, clips.expr)
-        out["confusion"] = metrics.confusion(pred, clips.expr, len(clips.emotions)).tolist()
+        n_classes = len(model.emotions)
+        out["uar"] = metrics.uar(pred, expr, n_classes)
+        out["war"] = metrics.war(pred, expr)
+        out["confusion"] = metrics.confusion(pred, expr, n_classes).tolist()
     return out
