@@ -206,3 +206,34 @@ def test_prepare_resumes_after_kill_9(tmp_path):
     assert report["frames_done"] == 180 - kept  # only what was left
     s = FaceStore(store)
     assert len(s.frame_table()) == 180 and s.sequences()["done"].all()
+
+
+def test_prepare_mixed_frame_folders_and_videos_in_parallel(tmp_path):
+    from fakes import make_fake_mafw
+
+    from aufer.datasets.mafw import read_mafw
+    from aufer.protocols import expression_split
+
+    make_fake_mafw(tmp_path, n_clips=6, media="mixed", n_frames=5, size=(160, 120))
+    rec = read_mafw(tmp_path)
+    report = prepare(rec, tmp_path / "m.sqlite", crop_size=48, workers=2, progress=False)
+    store = FaceStore(tmp_path / "m.sqlite")
+    seqs = store.sequences().set_index("key")
+    assert report["sequences_done"] == len(rec) == len(seqs)
+    assert (seqs.loc[list(rec.table["clip"]), "stored"] == 5).all()  # every frame, from folders and from videos
+    split = expression_split(store.load_records(), fold=1, val_fraction=0.2)
+    ds = ExprClipDataset(store, rec.subset(split.test), num_segments=8)
+    assert ds[0]["crops"].shape == (8, 48, 48, 3)
+
+
+def test_cli_prepare_reports_layout_problems(tmp_path):
+    from typer.testing import CliRunner
+
+    from aufer.cli import app
+
+    (tmp_path / "EmoLabel_DataSplit").mkdir()
+    res = CliRunner().invoke(app, ["prepare", "DFEW", "--root", str(tmp_path), "--out", str(tmp_path / "s.sqlite")])
+    assert res.exit_code == 2
+    assert "DFEW layout problem" in res.output and "set_1.csv" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["prepare", "NOPE", "--root", str(tmp_path), "--out", str(tmp_path / "s.sqlite")])
+    assert res.exit_code == 2 and "known: BP4D" in res.output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aufer import vocab
 from aufer.datasets.generic import (build_clip_records, folder_has_images, note_label, parse_int, read_csv_rows)
-from aufer.datasets.records import ClipRecords, LayoutError, check_layout
+from aufer.datasets.records import ClipRecords, check_layout
 
 __all__ = ["read_dfew", "SPLIT_DIR", "SPLIT_FOLDERS", "FRAME_SETS"]
 
@@ -55,12 +55,11 @@ def read_dfew(root: str | Path, frames: str = "clip_224x224_16f", strict: bool =
     classes = vocab.emotions(7)
     n_folds = int(vocab.protocol("DFEW")["folds"])
     frame_root = root / "Clip" / frames
+    problems: list[str] = []
     if not frame_root.is_dir():
         have = sorted(p.name for p in (root / "Clip").iterdir() if p.is_dir()) if (root / "Clip").is_dir() else []
-        raise LayoutError("DFEW", root, [f"{frame_root}: frame set folder missing (found under Clip/: "
-                                         f"{', '.join(have) or 'nothing'}; frame sets: {', '.join(FRAME_SETS)})"],
-                          _HINT)
-    problems: list[str] = []
+        problems.append(f"{frame_root}: frame set folder missing (found under Clip/: {', '.join(have) or 'nothing'}; "
+                        f"frame sets: {', '.join(FRAME_SETS)})")
     labels: dict[str, tuple[int, str]] = {}
     folds: dict[str, dict[str, list[str]]] = {}
     for k in range(1, n_folds + 1):
