@@ -28,17 +28,23 @@ _SPLITS = ("train", "test", "val")
 
 
 # ------------------------------------------------------------------------------------------ shared helpers
-def read_lines(path: Path, problems: list[str]) -> list[tuple[int, str]] | None:
-    """Non-blank lines of a text file as ``(line number, stripped text)``; ``None`` (and a problem) if the file
-    is missing or unreadable. Undecodable bytes are replaced, so that a bad line is reported, not the file."""
-    path = Path(path)
+def _read_text(path: Path, problems: list[str]) -> str | None:
+    """A text file's content (undecodable bytes replaced); ``None`` and a problem if missing or unreadable."""
     if not path.is_file():
         problems.append(f"{path}: file missing")
         return None
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        return path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as e:
         problems.append(f"{path}: cannot be read ({e.__class__.__name__}: {e})")
+        return None
+
+
+def read_lines(path: Path, problems: list[str]) -> list[tuple[int, str]] | None:
+    """Non-blank lines of a text file as ``(line number, stripped text)``; ``None`` (and a problem) if the file
+    is missing or unreadable. Undecodable bytes are replaced, so that a bad line is reported, not the file."""
+    text = _read_text(Path(path), problems)
+    if text is None:
         return None
     return [(i, line.strip()) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
 
@@ -47,13 +53,8 @@ def read_csv_rows(path: Path, problems: list[str]) -> tuple[list[str], list[tupl
     """Header cells (stripped) and data rows ``(line number, stripped cells)`` of a comma-separated file; blank
     rows are skipped. ``None`` (and a problem) if the file is missing, unreadable or empty."""
     path = Path(path)
-    if not path.is_file():
-        problems.append(f"{path}: file missing")
-        return None
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as e:
-        problems.append(f"{path}: cannot be read ({e.__class__.__name__}: {e})")
+    text = _read_text(path, problems)
+    if text is None:
         return None
     reader = csv.reader(io.StringIO(text))
     header: list[str] | None = None
