@@ -243,6 +243,10 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
 
     Raises:
         aufer.datasets.store.StoreError: if ``out`` exists with another crop size or is not a store.
+        RuntimeError: if a worker process cannot start (its reason is in the message).
+
+    Worker processes are *spawned*: in a script, call ``prepare`` under ``if __name__ == "__main__":`` (the
+    ``aufer prepare`` command does this for you).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
