@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"})
 
-__all__ = ["MediaError", "Frame", "media_kind", "read_image", "iter_frames", "video_info", "list_images"]
+__all__ = ["MediaError", "Frame", "media_kind", "read_image", "iter_frames", "video_info", "list_images", "natural_key"]
 
 
 class MediaError(ValueError):
@@ -85,6 +85,11 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def natural_key(name: str) -> list[tuple]:
+    """Sort key of a file name in natural order: digit runs compare as numbers (``2.jpg`` < ``10.jpg``)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, in natural name order (``2.jpg`` before ``10.jpg``, so that
     unpadded frame numbers stay in time order).
@@ -94,7 +99,7 @@ def list_images(folder: str | Path) -> list[Path]:
     """
     folder = Path(folder)
     files = sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
-                   key=lambda p: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name) if t])
+                   key=lambda p: natural_key(p.name))
     if not files:
         raise MediaError(f"{folder}: folder holds no image files ({', '.join(sorted(IMAGE_EXTS))})")
     return files

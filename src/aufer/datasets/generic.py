@@ -18,6 +18,7 @@ import pandas as pd
 
 from aufer import vocab
 from aufer.datasets.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipRecords, FrameRecords, check_layout
+from aufer.media import natural_key
 
 __all__ = ["read_au_csv", "read_expr_csv"]
 
@@ -176,11 +177,6 @@ def _relative(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-def _image_sort_key(path: str) -> tuple:
-    stem = Path(path).stem
-    return (len(stem), stem) if stem.isdigit() else (float("inf"), stem)
-
-
 # --------------------------------------------------------------------------------------------- AU csv
 def read_au_csv(csv_path: str | Path, root: str | Path | None = None) -> FrameRecords:
     """Read a user's per-frame AU labels from one CSV file.
@@ -335,7 +331,7 @@ def _fill_image_defaults(entries: list[dict], base: Path) -> None:
         if e["frame"] is None:
             by_seq.setdefault(e["sequence"], []).append(e)
     for seq_entries in by_seq.values():
-        for i, e in enumerate(sorted(seq_entries, key=lambda e: _image_sort_key(e["media"]))):
+        for i, e in enumerate(sorted(seq_entries, key=lambda e: natural_key(Path(e["media"]).name))):
             e["frame"] = i
 
 

@@ -24,10 +24,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from aufer.media import IMAGE_EXTS, VIDEO_EXTS
+
 __all__ = ["LayoutError", "FrameRecords", "ClipRecords", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "check_layout"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+# the media module's lists, so that a reader accepts exactly what prepare can decode
+IMAGE_EXTENSIONS = tuple(sorted(IMAGE_EXTS))
+VIDEO_EXTENSIONS = tuple(sorted(VIDEO_EXTS))
 
 
 class LayoutError(ValueError):
