@@ -56,7 +56,9 @@ def test_real_photo_metrics(tmp_path):
     from aufer.datasets.store import FaceStore
 
     store = FaceStore(tmp_path / "s.sqlite", "a", crop_size=8, codec="png")  # lossless: brightness kept exactly
-    real = ExprClipDataset(store, cs.to_store(store, "real", "expr"), num_segments=1, aus=(1, 12))
+    records = cs.to_store(store, "real", "expr")
+    assert records.table["source"].tolist() == ["real"] * n  # where each clip comes from travels with the records
+    real = ExprClipDataset(store, records, num_segments=1, aus=(1, 12))
     m = real_photo_metrics(_Fake().eval(), real)
     # neutral logit is 0; happy logit > 0 iff brightness > 127.5: p0, p1 smiles right, all neutrals right, p2 smile wrong
     assert m["happy_vs_neutral_accuracy"] == pytest.approx(5 / 6)

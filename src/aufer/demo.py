@@ -55,7 +55,7 @@ class DemoConfig:
 
     seed: int = 0
     model: str = "aufer_tiny"
-    model_args: dict = field(default_factory=dict)  # extra arguments of the model factory
+    model_args: dict = field(default_factory=dict)  # extra arguments of the model factory (may set input_size; default crop_size)
     crop_size: int = 112                # aligned crop side (pixels)
     synth_image_size: int = 256         # photos are downscaled to this side before FACS-warp (speed)
     n_test_people: int = 34             # London people held out for test
@@ -325,8 +325,8 @@ def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_tr
     from aufer.train import evaluate, train_one_epoch  # noqa: PLC0415
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7, input_size=cfg.crop_size,
-                         **cfg.model_args)
+    model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7,
+                         **{"input_size": cfg.crop_size, **cfg.model_args})
     au_data = AUWindowDataset(store, au_train, length=cfg.train_frames, train=True, seed=cfg.seed, per_sequence=1)
     fe_data = ExprClipDataset(store, fe_train, num_segments=1, train=True, aus=au_train.aus, seed=cfg.seed + 1)
     joint = JointLoader(store_loader(au_data, cfg.au_batch, seed=cfg.seed), store_loader(fe_data, cfg.fe_batch, seed=cfg.seed + 1))

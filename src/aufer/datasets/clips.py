@@ -107,6 +107,7 @@ class ClipSet:
         Args:
             kind: ``"au"`` → :class:`~aufer.datasets.records.FrameRecords` (one row per frame, AU labels), or
                 ``"expr"`` → :class:`~aufer.datasets.records.ClipRecords` (one row per clip, expression label).
+                Either table has an extra ``source`` column (e.g. ``"real"`` or ``"synthetic"``).
 
         Raises:
             ValueError: for another ``kind``, or a crop size different from the store's.
@@ -132,10 +133,12 @@ class ClipSet:
         t = self.n_frames
         if kind == "au":
             table = pd.DataFrame({"subject": np.repeat(self.identity, t), "sequence": np.repeat(keys, t),
-                                  "frame": np.tile(np.arange(t), len(self)), "media": np.repeat(keys, t), "media_index": -1})
+                                  "frame": np.tile(np.arange(t), len(self)), "media": np.repeat(keys, t), "media_index": -1,
+                                  "source": np.repeat(self.source, t)})
             return FrameRecords(dataset, "", self.aus, table, self.au.reshape(-1, len(self.aus)),
                                 self.au_intensity.reshape(-1, len(self.aus)), list(self.notes))
-        table = pd.DataFrame({"clip": keys, "subject": self.identity, "media": keys, "label": self.expr.astype(np.int64)})
+        table = pd.DataFrame({"clip": keys, "subject": self.identity, "media": keys, "label": self.expr.astype(np.int64),
+                              "source": self.source})
         return ClipRecords(dataset, "", self.emotions, table, {}, list(self.notes))
 
     def save(self, path: str | Path) -> None:
