@@ -14,7 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
-from aufer.datasets.generic import build_frame_records, parse_int, read_csv_rows
+from aufer.datasets.generic import build_frame_records, parse_int, read_csv_rows, report_missing
 from aufer.datasets.records import IMAGE_EXTENSIONS, FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_bp4d", "FRAME_DIRS", "LABEL_DIR"]
@@ -101,10 +101,7 @@ def read_bp4d(root: str | Path, subjects: Iterable[str] | None = None, frame_dir
             cols["media_index"].append(-1)
         occurrence.extend(occ[i] for i in keep)
     notes = [f"BP4D labels from {label_dir}, frames from {frames_root}"]
-    if strict:
-        problems.extend(missing)
-    else:
-        notes.extend(f"dropped: {m}" for m in missing)
+    report_missing(missing, strict, problems, notes)
     check_layout("BP4D", root, problems, _HINT)
     notes.extend(_unlabelled_subjects(frames_root, {s for s, _ in csvs}, subjects))
     occ = np.asarray(occurrence, dtype=np.int8).reshape(len(cols["frame"]), len(aus))

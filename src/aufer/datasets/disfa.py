@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
-from aufer.datasets.generic import build_frame_records, parse_int, read_lines
+from aufer.datasets.generic import build_frame_records, parse_int, read_lines, report_missing
 from aufer.datasets.records import FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_disfa", "occurrence_rule", "VIDEO_DIR", "LABEL_DIR"]
@@ -109,10 +109,7 @@ def read_disfa(root: str | Path, subjects: Iterable[str] | None = None, check_vi
         cols["media_index"].extend(f - 1 for f in frames)
         intensity.append(values)
     notes = [f"DISFA labels from {label_dir}, videos from {root / VIDEO_DIR}; occurrence = intensity >= {threshold:g}"]
-    if strict:
-        problems.extend(missing)
-    else:
-        notes.extend(f"dropped: {m}" for m in missing)
+    report_missing(missing, strict, problems, notes)
     check_layout("DISFA", root, problems, _HINT)
     if subjects is None:
         notes.extend(_unlabelled_videos(root, set(found)))

@@ -135,6 +135,15 @@ def build_frame_records(dataset: str, root: str | Path, aus: Sequence[int], colu
     return FrameRecords(dataset, str(root), tuple(aus), table, occurrence, intensity, list(notes))
 
 
+def report_missing(missing: Sequence[str], strict: bool, problems: list[str], notes: list[str]) -> None:
+    """Sequences or clips whose media is missing: with ``strict`` they are layout problems, otherwise notes
+    (``dropped: ...``)."""
+    if strict:
+        problems.extend(missing)
+    else:
+        notes.extend(f"dropped: {m}" for m in missing)
+
+
 def build_clip_records(dataset: str, root: str | Path, classes: Sequence[str], rows: list[dict],
                        folds: dict[str, dict[str, list[str]]] | None = None,
                        notes: Iterable[str] = (), missing: Sequence[str] = (), strict: bool = True,
@@ -144,11 +153,10 @@ def build_clip_records(dataset: str, root: str | Path, classes: Sequence[str], r
     ``missing`` lists clips whose media is missing: with ``strict`` they raise :class:`LayoutError`, otherwise
     they are noted as dropped and removed from the folds.
     """
-    notes = list(notes)
-    if strict:
-        check_layout(dataset, root, list(missing), hint)
-    elif missing:
-        notes.extend(f"dropped: {m}" for m in missing)
+    notes, problems = list(notes), []
+    report_missing(missing, strict, problems, notes)
+    check_layout(dataset, root, problems, hint)
+    if missing and not strict:
         kept = {r["clip"] for r in rows}
         folds = {f: {p: [c for c in cs if c in kept] for p, cs in parts.items()} for f, parts in (folds or {}).items()}
     table = pd.DataFrame(rows, columns=list(ClipRecords.COLUMNS))
@@ -156,6 +164,19 @@ def build_clip_records(dataset: str, root: str | Path, classes: Sequence[str], r
     table = table.sort_values("clip", kind="stable").reset_index(drop=True)
     folds = {f: {s: sorted(c) for s, c in parts.items()} for f, parts in (folds or {}).items()}
     return ClipRecords(dataset, str(root), tuple(classes), table, folds, list(notes))
+
+
+def _open_table(dataset: str, csv_path: Path) -> tuple[list[str], list[tuple[int, list[str]]], dict[str, int], list[str]]:
+    """Header, rows, lower-cased column name → first index, and an empty problem list of a generic CSV.
+
+    Raises:
+        LayoutError: if the file is missing, unreadable or empty.
+    """
+    problems: list[str] = []
+    parsed = read_csv_rows(csv_path, problems)
+    check_layout(dataset, csv_path, problems)
+    header, rows = parsed
+    return header, rows, {name.lower(): i for i, name in reversed(list(enumerate(header)))}, problems
 
 
 def _resolve(media: str, base: Path) -> Path:
@@ -204,11 +225,7 @@ def read_au_csv(csv_path: str | Path, root: str | Path | None = None) -> FrameRe
     """
     csv_path = Path(csv_path)
     base = Path(root) if root is not None else csv_path.parent
-    problems: list[str] = []
-    parsed = read_csv_rows(csv_path, problems)
-    check_layout("au_csv", csv_path, problems)
-    header, rows = parsed
-    col = {name.lower(): i for i, name in reversed(list(enumerate(header)))}
+    header, rows, col, problems = _open_table("au_csv", csv_path)
     occ_cols, int_cols = _au_columns(csv_path, header, problems)
     if "media" not in col:
         problems.append(f"{csv_path} line 1: required column 'media' missing (header: {', '.join(header)})")
@@ -373,11 +390,7 @@ def read_expr_csv(csv_path: str | Path, root: str | Path | None = None,
     """
     csv_path = Path(csv_path)
     base = Path(root) if root is not None else csv_path.parent
-    problems: list[str] = []
-    parsed = read_csv_rows(csv_path, problems)
-    check_layout("expr_csv", csv_path, problems)
-    header, rows = parsed
-    col = {name.lower(): i for i, name in reversed(list(enumerate(header)))}
+    header, rows, col, problems = _open_table("expr_csv", csv_path)
     for name in ("media", "label"):
         if name not in col:
             problems.append(f"{csv_path} line 1: required column {name!r} missing (header: {', '.join(header)})")
