@@ -8,8 +8,9 @@ saves the per-photo probabilities with ``--save``.
 
     python benchmarks/demo_dev_cv.py [--folds 4] [--only K] [--save cv.npz] [--set key=value ...]
 
-``--set`` overrides demo settings (``DemoConfig`` fields; ``model_args`` as JSON). It takes about 5 minutes per
-fold on 2 cores once the demo's synthetic data are cached.
+``--set`` overrides demo settings (``DemoConfig`` fields; ``model_args`` as JSON). With ``real_repeat`` > 1 only
+the demo's FE-train people have their real photos repeated in training, not its validation people. It takes
+about 5 minutes per fold on 2 cores once the demo's synthetic data are cached.
 """
 
 import argparse
@@ -51,7 +52,9 @@ def main():
                 continue
             held = table["subject"].isin(people[k::args.folds])
             model, _, _ = train_model(cfg, data.store, data.au_train, pool.subset(table["clip"][~held]), None, steps)
-            real = pool.subset(table["clip"][held & (table["source"] == "real")])
+            # each held-out photo once (with real_repeat > 1 the demo's FE-train holds copies of every real photo)
+            once = ~table.duplicated(["subject", "label", "source"])
+            real = pool.subset(table["clip"][held & (table["source"] == "real") & once])
             _, p_e, _, truth = predict_clips(model, ExprClipDataset(data.store, real, num_segments=1, aus=synth.SYNTH_AUS),
                                              labels=True)
             acc = np.mean((p_e[:, HAPPY] > p_e[:, NEUTRAL]) == (truth == HAPPY))
