@@ -139,9 +139,9 @@ def prepare(
         if not root.exists():
             raise UserError(f"{root}: no such file or folder; pass the dataset root as distributed with --root")
         records = read_dataset(dataset, root, **kw)
-        n = len(records)
-        out.print(f"{records.dataset}: {n} {'labelled frames' if hasattr(records, 'aus') else 'clips'} in "
-                  f"{records.table[['sequence' if hasattr(records, 'aus') else 'clip']].nunique().iloc[0]} sequences")
+        per_frame = hasattr(records, "aus")  # AU data: a row per labelled frame; expression data: a row per clip
+        out.print(f"{records.dataset}: {len(records)} {'labelled frames' if per_frame else 'clips'} in "
+                  f"{records.table['sequence' if per_frame else 'clip'].nunique()} sequences")
         report = run_prepare(records, store, crop_size=size, workers=workers)
     except LayoutError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -6,6 +6,8 @@ colour jitter per clip, applied identically to every frame and to the landmarks.
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import torch
@@ -16,6 +18,8 @@ from aufer.datasets.records import ClipRecords, FrameRecords
 from aufer.datasets.sampling import au_windows, tsn_indices
 from aufer.datasets.store import FaceStore
 from aufer.faces.landmarks import mesh_mirror
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ClipDataset", "clip_loader", "transform_clip", "AUWindowDataset", "ExprClipDataset", "JointLoader",
            "union_aus", "store_loader"]
@@ -171,9 +175,7 @@ class AUWindowDataset(Dataset):
                  per_sequence: int | None = None):
         keep = _stored(store, records.table)
         if not keep.all():
-            import logging  # noqa: PLC0415
-
-            logging.getLogger(__name__).warning("%d of %d labelled frames of %s are not in %s (no image or prepare "
+            log.warning("%d of %d labelled frames of %s are not in %s (no image or prepare "
                                                 "unfinished); they are left out", (~keep).sum(), len(keep),
                                                 records.dataset, store.path)
             records = records.subset(keep)
