@@ -23,11 +23,11 @@ import pandas as pd
 def main():
     from rich.console import Console
 
-    from aufer.datasets import synth
+    from aufer import synth
     from aufer.datasets.loaders import ExprClipDataset
-    from aufer.datasets.records import ClipRecords
+    from aufer.readers.records import ClipRecords
     from aufer.demo import HAPPY, NEUTRAL, DemoConfig, StageProgress, prepare_data, train_model
-    from aufer.train.loop import predict_clips
+    from aufer.engine.loop import predict_clips
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=4)

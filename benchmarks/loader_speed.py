@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from aufer.datasets.loaders import AUWindowDataset, store_loader
-from aufer.datasets.prepare import prepare
-from aufer.datasets.store import FaceStore
+from aufer.store.prepare import prepare
+from aufer.store.facestore import FaceStore
 from aufer.media import list_images
 
 from prepare_speed import video_records  # noqa: E402  (same folder)

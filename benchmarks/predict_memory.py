@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 
-from aufer.datasets.bundled import bundled_video
+from aufer.bundled import bundled_video
 
 
 def loop_video(src: Path, dst: Path, times: int) -> int:
@@ -43,9 +43,9 @@ CHILD = """
 import resource, sys
 from aufer.faces.pipeline import FacePipeline
 from aufer.predict import predict_to_csv
-from aufer.train import load_model
+from aufer.models.io import load_model
 from aufer.models import create_model
-from aufer.datasets.synth import SYNTH_AUS
+from aufer.synth import SYNTH_AUS
 model = load_model(sys.argv[3]) if sys.argv[3] else create_model("aufer_tiny", aus=SYNTH_AUS).eval()
 predict_to_csv(sys.argv[1], model, sys.argv[2], resume=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

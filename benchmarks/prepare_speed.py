@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aufer.datasets.bundled import bundled_video
-from aufer.datasets.prepare import prepare
-from aufer.datasets.records import FrameRecords
+from aufer.bundled import bundled_video
+from aufer.store.prepare import prepare
+from aufer.readers.records import FrameRecords
 from aufer.media import video_info
 
 

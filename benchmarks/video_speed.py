@@ -12,13 +12,13 @@ import time
 
 import torch
 
-from aufer.datasets.bundled import bundled_video
-from aufer.datasets.synth import SYNTH_AUS
+from aufer.bundled import bundled_video
+from aufer.synth import SYNTH_AUS
 from aufer.faces.pipeline import FacePipeline
 from aufer.media import iter_frames
 from aufer.models import create_model
 from aufer.predict import iter_predictions
-from aufer.train import load_model
+from aufer.models.io import load_model
 
 
 def best_of(fn, repeat):

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from aufer.datasets.bundled import bundled_faces, data_dir
-from aufer.datasets.synth import _canonical_matrix
+from aufer.bundled import bundled_faces, data_dir
+from aufer.synth.facs_warp import _canonical_matrix
 from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
 from aufer.media import read_image
 

@@ -17,7 +17,7 @@ def detector():
 
 @pytest.fixture(scope="session")
 def faces_df():
-    from aufer.datasets.bundled import bundled_faces
+    from aufer.bundled import bundled_faces
 
     return bundled_faces()
 
@@ -34,7 +34,7 @@ def tiny_model():
     """An untrained demo-architecture model (random weights, fixed seed)."""
     import torch
 
-    from aufer.datasets.synth import SYNTH_AUS
+    from aufer.synth import SYNTH_AUS
     from aufer.models import create_model
 
     torch.manual_seed(0)

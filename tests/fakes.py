@@ -1,6 +1,6 @@
-"""Tiny, format-faithful fake copies of the dataset layouts read by :mod:`aufer.datasets.readers`.
+"""Tiny, format-faithful fake copies of the dataset layouts read by :mod:`aufer.readers`.
 
-Every image shows a REAL bundled face photo (London/Canada sets, ``aufer.datasets.bundled``) downscaled and
+Every image shows a REAL bundled face photo (London/Canada sets, ``aufer.bundled``) downscaled and
 pasted onto a plain canvas, so that a face detector finds it; the smiling photo of the same person is used where
 the fake label says "smile" (AU12 active, or happiness). Labels are deterministic patterns, not real annotations.
 Builders are deterministic for their arguments, write only under ``root`` and return a dict of what they wrote
@@ -35,7 +35,7 @@ FERV39K_NAMES = ("Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fea
 @lru_cache(maxsize=1)
 def _people() -> tuple[tuple[str, str], ...]:
     """``(neutral path, smiling path)`` of the London people with both photos (sorted by id)."""
-    from aufer.datasets.bundled import bundled_faces
+    from aufer.bundled import bundled_faces
 
     df = bundled_faces().query("set == 'london'")
     neutral = dict(zip(df.query("expression == 'neutral'").face_id, df.query("expression == 'neutral'").path))
@@ -298,7 +298,7 @@ def make_fake_mafw(root: str | Path, n_clips: int = 12, media: str = "mixed", n_
 def make_fake_au_csv(root: str | Path, subjects: Sequence[str] = ("P01", "P02"), n_images: int = 4,
                      n_video_frames: int = 8, gap: bool = True, size: tuple[int, int] = (320, 240),
                      name: str = "labels.csv") -> dict:
-    """A fake generic AU CSV (:func:`aufer.datasets.generic.read_au_csv`): images
+    """A fake generic AU CSV (:func:`aufer.readers.generic.read_au_csv`): images
     ``{root}/media/{subject}/img_{k:02d}.jpg`` (frame column left empty: frame = position in the folder), one
     video ``{root}/media/talk.mp4`` of ``n_video_frames`` frames of which frames 0–2 and 5–7 (with ``gap``) are
     labelled, and ``{root}/{name}`` with columns ``media,frame,subject,AU1,AU02,AU12,AU12_r`` (AU1 holds the
@@ -346,7 +346,7 @@ def make_fake_au_csv(root: str | Path, subjects: Sequence[str] = ("P01", "P02"),
 def make_fake_expr_csv(root: str | Path, n_clips: int = 6, media: str = "folders", labels: str = "names",
                        n_folds: int = 2, n_frames: int = 3, size: tuple[int, int] = (224, 224),
                        name: str = "clips.csv") -> dict:
-    """A fake generic expression CSV (:func:`aufer.datasets.generic.read_expr_csv`): clips
+    """A fake generic expression CSV (:func:`aufer.readers.generic.read_expr_csv`): clips
     ``{root}/clips/c{j:02d}/`` (frame folders, ``media="folders"``) or ``{root}/clips/c{j:02d}.mp4`` (``"videos"``),
     clip j labelled ``j mod 7`` of vocab.emotions(7), written as names with other spellings (``happy``,
     ``Sadness``...; ``labels="names"``) or 0-based indices (``"indices"``); ``{root}/{name}`` with columns

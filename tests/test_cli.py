@@ -57,7 +57,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert pred.frame.nunique() == 472 and pred.face_detected.mean() > 0.9
     # predict picks up the newest run under ./runs by default
     img = tmp_path / "face.jpg"
-    from aufer.datasets.bundled import bundled_faces
+    from aufer.bundled import bundled_faces
 
     img.write_bytes(open(bundled_faces().path.iloc[0], "rb").read())
     r2 = _aufer("predict", str(img), cwd=tmp_path)
@@ -67,9 +67,9 @@ def test_quick_demo_end_to_end(tmp_path):
 
 def _tiny_checkpoint(folder):
     from aufer.models import create_model
-    from aufer.train import save_checkpoint
+    from aufer.models.io import save_model
 
-    save_checkpoint(create_model("aufer_tiny", aus=(1, 12), input_size=32, width=8, dim=16), folder / "model")
+    save_model(create_model("aufer_tiny", aus=(1, 12), input_size=32, width=8, dim=16), folder / "model")
 
 
 def test_shipped_demo_config_matches_defaults():

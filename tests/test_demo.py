@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from aufer import vocab
-from aufer.datasets.clips import ClipSet
+from aufer.synth import ClipSet
 from aufer.demo import HAPPY, NEUTRAL, DemoConfig, real_photo_metrics, split_identities
 
 LONDON = [f"london/{i:03d}" for i in range(102)]
@@ -53,7 +53,7 @@ def test_real_photo_metrics(tmp_path):
                  np.full((n, 1, 2), np.nan, np.float32), np.array([k[1] for k in keys]), np.array([k[0] for k in keys]),
                  np.full(n, "real"), np.ones((n, 1), bool), (1, 12), vocab.EMOTIONS_7)
     from aufer.datasets.loaders import ExprClipDataset
-    from aufer.datasets.store import FaceStore
+    from aufer.store.facestore import FaceStore
 
     store = FaceStore(tmp_path / "s.sqlite", "a", crop_size=8, codec="png")  # lossless: brightness kept exactly
     records = cs.to_store(store, "real", "expr")

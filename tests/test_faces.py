@@ -1,6 +1,6 @@
 import numpy as np
 
-from aufer.datasets.bundled import bundled_video, template_landmarks
+from aufer.bundled import bundled_video, template_landmarks
 from aufer.faces import landmarks as L
 from aufer.faces.align import template
 from aufer.faces.pipeline import FacePipeline, IoUTracker, align_face

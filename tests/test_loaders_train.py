@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from aufer.datasets.clips import ClipSet
+from aufer.synth import ClipSet
 from aufer.datasets.loaders import ClipDataset, clip_loader
 from aufer.faces.landmarks import mesh_mirror
 from aufer.faces import landmarks as L
-from aufer.train import joint_steps, train_one_epoch
+from aufer.engine import joint_steps, train_one_epoch
 
 
 def _clipset(n=6, t=4, s=32, aus=(1, 12), au_known=True, expr=None, rng=None):

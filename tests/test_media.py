@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from aufer.datasets.bundled import bundled_video
+from aufer.bundled import bundled_video
 from aufer.media import MediaError, iter_frames, media_kind, read_image, video_info
 
 

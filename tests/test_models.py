@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from aufer.models import create_model, list_models
-from aufer.train import load_model, save_checkpoint
+from aufer.models.io import load_model, save_model
 
 
 def test_registry():
@@ -34,7 +34,7 @@ def test_image_only_model_needs_no_landmarks():
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_model):
-    path = save_checkpoint(tiny_model, tmp_path / "model", extra={"note": "test"})
+    path = save_model(tiny_model, tmp_path / "model", extra={"note": "test"})
     assert path.suffix == ".safetensors" and (tmp_path / "model.json").is_file()
     again = load_model(tmp_path)
     x, lm = torch.rand(1, 2, 3, 64, 64), torch.rand(1, 2, 478, 3) * 64
@@ -55,7 +55,7 @@ def test_transformers_backbone_from_config_reloads_offline(tmp_path):
     x = torch.rand(2, 3, 3, 64, 64)
     out = m(x)
     assert out["au"].shape == (2, 3, 3) and out["expr"].shape == (2, 7)
-    save_checkpoint(m, tmp_path / "model")
+    save_model(m, tmp_path / "model")
     with torch.no_grad():
         assert torch.allclose(load_model(tmp_path)(x)["au"], out["au"], atol=1e-6)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aufer.datasets.bundled import bundled_video
+from aufer.bundled import bundled_video
 from aufer.faces.pipeline import FacePipeline
 from aufer.media import MediaError
 from aufer.predict import columns, predict, predict_to_csv

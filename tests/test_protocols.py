@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from aufer import protocols
-from aufer.datasets.records import ClipRecords, FrameRecords
+from aufer.readers.records import ClipRecords, FrameRecords
 from aufer.protocols import Split, au_class_weights, au_folds, au_split, expression_folds, expression_split, fold_pairs
 
 SHARED = Path("/work/shared/reference/protocols.json")

@@ -8,14 +8,14 @@ from fakes import (make_fake_au_csv, make_fake_bp4d, make_fake_dfew, make_fake_d
                    make_fake_ferv39k, make_fake_mafw)
 
 from aufer import vocab
-from aufer.datasets.bp4d import read_bp4d
-from aufer.datasets.dfew import read_dfew
-from aufer.datasets.disfa import read_disfa
-from aufer.datasets.ferv39k import read_ferv39k
-from aufer.datasets.generic import read_au_csv, read_expr_csv
-from aufer.datasets.mafw import read_mafw
-from aufer.datasets.readers import READERS, read_dataset
-from aufer.datasets.records import LayoutError
+from aufer.readers.bp4d import read_bp4d
+from aufer.readers.dfew import read_dfew
+from aufer.readers.disfa import read_disfa
+from aufer.readers.ferv39k import read_ferv39k
+from aufer.readers.generic import read_au_csv, read_expr_csv
+from aufer.readers.mafw import read_mafw
+from aufer.readers import READERS, read_dataset
+from aufer.readers.records import LayoutError
 
 
 def _replace_line(path, lineno, text):

@@ -12,14 +12,14 @@ import pytest
 import torch
 from fakes import face_frame, make_fake_bp4d, make_fake_dfew, make_fake_disfa, write_image
 
-from aufer.datasets.disfa import read_disfa
-from aufer.datasets.dfew import read_dfew
-from aufer.datasets.bp4d import read_bp4d
+from aufer.readers.disfa import read_disfa
+from aufer.readers.dfew import read_dfew
+from aufer.readers.bp4d import read_bp4d
 from aufer.datasets.loaders import (AUWindowDataset, ExprClipDataset, JointLoader, store_loader, transform_clip,
                                     union_aus)
-from aufer.datasets.prepare import prepare
-from aufer.datasets.records import FrameRecords
-from aufer.datasets.store import FaceStore, StoreError
+from aufer.store.prepare import prepare
+from aufer.readers.records import FrameRecords
+from aufer.store.facestore import FaceStore, StoreError
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +211,7 @@ def test_prepare_resumes_after_kill_9(tmp_path):
 def test_prepare_mixed_frame_folders_and_videos_in_parallel(tmp_path):
     from fakes import make_fake_mafw
 
-    from aufer.datasets.mafw import read_mafw
+    from aufer.readers.mafw import read_mafw
     from aufer.protocols import expression_split
 
     make_fake_mafw(tmp_path, n_clips=6, media="mixed", n_frames=5, size=(160, 120))

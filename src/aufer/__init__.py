@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "detect": ("aufer.predict", "predict"),
-    "load_model": ("aufer.train.checkpoint", "load_model"),
+    "load_model": ("aufer.models.io", "load_model"),
     "create_model": ("aufer.models", "create_model"),
     "list_models": ("aufer.models", "list_models"),
     "FacePipeline": ("aufer.faces.pipeline", "FacePipeline"),

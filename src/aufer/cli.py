@@ -80,7 +80,7 @@ def predict(
     from aufer.media import MediaError, media_kind  # noqa: PLC0415
     from aufer.predict import predict_to_csv  # noqa: PLC0415
     from aufer.report import plot_timeseries  # noqa: PLC0415
-    from aufer.train import load_model  # noqa: PLC0415
+    from aufer.models.io import load_model  # noqa: PLC0415
 
     try:
         kind = media_kind(path)
@@ -125,10 +125,10 @@ def prepare(
 ):
     """Detect, align and crop every frame of a dataset once into a face store (resumable: rerun the same
     command after an interruption and it does only what is left)."""
-    from aufer.datasets.prepare import prepare as run_prepare  # noqa: PLC0415
-    from aufer.datasets.readers import read_dataset  # noqa: PLC0415
-    from aufer.datasets.records import LayoutError  # noqa: PLC0415
-    from aufer.datasets.store import StoreError  # noqa: PLC0415
+    from aufer.store.prepare import prepare as run_prepare  # noqa: PLC0415
+    from aufer.readers import read_dataset  # noqa: PLC0415
+    from aufer.readers.records import LayoutError  # noqa: PLC0415
+    from aufer.store.facestore import StoreError  # noqa: PLC0415
 
     kw = {}
     if frames:

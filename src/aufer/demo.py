@@ -33,12 +33,12 @@ import yaml
 
 import aufer
 from aufer import vocab
-from aufer.datasets import synth
-from aufer.datasets.bundled import ATTRIBUTION, bundled_faces, bundled_video
-from aufer.datasets.clips import ClipSet
+from aufer import synth
+from aufer.bundled import ATTRIBUTION, bundled_faces, bundled_video
+from aufer.synth import ClipSet
 from aufer.datasets.loaders import AUWindowDataset, ExprClipDataset, JointLoader, store_loader
-from aufer.datasets.records import ClipRecords, FrameRecords
-from aufer.datasets.store import FaceStore
+from aufer.readers.records import ClipRecords, FrameRecords
+from aufer.store.facestore import FaceStore
 from aufer.faces.pipeline import FacePipeline, align_face
 from aufer.media import read_image
 from aufer.protocols import Split
@@ -219,7 +219,7 @@ def real_photo_metrics(model, real) -> dict:
     * ``au12_smile_gt_neutral``: fraction of people with both photos whose AU12 probability is higher on the
       smiling photo.
     """
-    from aufer.train.loop import predict_clips  # noqa: PLC0415
+    from aufer.engine.loop import predict_clips  # noqa: PLC0415
 
     p_au, p_e, _, truth = predict_clips(model, real, labels=True)
     identity = real.records.table["subject"].to_numpy()
@@ -322,7 +322,7 @@ def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_tr
     the weights (updated after every step) is what is evaluated and returned.
     Returns ``(model, history, selected_epoch)``."""
     from aufer.models import create_model  # noqa: PLC0415
-    from aufer.train import evaluate, train_one_epoch  # noqa: PLC0415
+    from aufer.engine import evaluate, train_one_epoch  # noqa: PLC0415
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7,
@@ -370,7 +370,7 @@ def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_tr
 
 def held_out_metrics(model, data: DemoData) -> dict:
     """Test metrics of held-out people (see :func:`run_demo`)."""
-    from aufer.train import evaluate  # noqa: PLC0415
+    from aufer.engine import evaluate  # noqa: PLC0415
 
     t_au, t_ex, t_ex_synth = evaluate(model, data.test_au), evaluate(model, data.test_expr), evaluate(model, data.test_expr_synth)
     return {
@@ -402,7 +402,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -
     from aufer.media import video_info  # noqa: PLC0415
     from aufer.predict import predict_to_csv  # noqa: PLC0415
     from aufer.report import plot_confusion, plot_history, plot_timeseries  # noqa: PLC0415
-    from aufer.train import save_checkpoint  # noqa: PLC0415
+    from aufer.models.io import save_model  # noqa: PLC0415
 
     cfg = cfg or DemoConfig()
     console = console or Console()
@@ -428,7 +428,7 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, console=None) -
                                             (data.val_au, data.val_expr, data.val_real), steps)
         timing["train_s"] = time.perf_counter() - t0
         test = held_out_metrics(model, data)
-        save_checkpoint(model, out / "model", extra={
+        save_model(model, out / "model", extra={
             "trained_on": "aufer demo: SYNTHETIC FACS-warp AU clips + real London Set photos + SYNTHETIC prototype "
                           "expressions; " + ATTRIBUTION,
             "synthetic_note": synth.SYNTHETIC_NOTE, "selected_epoch": epoch, "selection": "validation people only"})

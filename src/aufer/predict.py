@@ -107,7 +107,7 @@ def predict(path: str | Path, model, pipeline: FacePipeline | None = None, batch
     """Analyse an image, a folder or a video; returns the table of :func:`columns` (one row per frame and face).
 
     Example:
-        >>> from aufer.train import load_model            # doctest: +SKIP
+        >>> from aufer.models.io import load_model            # doctest: +SKIP
         >>> df = predict("clip.mp4", load_model("runs/demo"))
         >>> df[["timestamp_s", "AU12_p", "emotion"]].head()
     """

@@ -136,7 +136,7 @@ def au_split(dataset_or_records, fold: int, naming: str = "me_graphau_mdhr",
     """Subject-exclusive train/val/test split of one AU fold, validation carved from the fold's training subjects.
 
     Args:
-        dataset_or_records: ``"BP4D"`` / ``"DISFA"``, or a :class:`~aufer.datasets.records.FrameRecords` of one
+        dataset_or_records: ``"BP4D"`` / ``"DISFA"``, or a :class:`~aufer.readers.records.FrameRecords` of one
             of them (its ``dataset`` names the protocol). With records, every part is restricted to the subjects
             present in the records.
         fold: 1, 2 or 3, in ``naming``'s numbering (see :func:`au_folds`).
@@ -189,7 +189,7 @@ def au_split(dataset_or_records, fold: int, naming: str = "me_graphau_mdhr",
 
 # ------------------------------------------------------------------------------------------ expression folds
 def expression_folds(records) -> list[str]:
-    """Names of the official folds of a :class:`~aufer.datasets.records.ClipRecords` (or of its ``folds``
+    """Names of the official folds of a :class:`~aufer.readers.records.ClipRecords` (or of its ``folds``
     mapping), in numeric order where numeric: DFEW/MAFW ``["1", ..., "5"]``, FERV39K ``["1"]``; ``[]`` if none."""
     folds = records if isinstance(records, Mapping) else records.folds
     return sorted((str(k) for k in folds), key=lambda k: (0, int(k), k) if k.isdigit() else (1, 0, k))
@@ -205,7 +205,7 @@ def fold_pairs(expr_folds: Iterable | int, au_folds: Iterable | int) -> list[tup
 
 
 def expression_split(records, fold: int | str = 1, val_fraction: float = 0.1, seed: int = 0) -> Split:
-    """Train/val/test clips of one official fold of a :class:`~aufer.datasets.records.ClipRecords`, with a
+    """Train/val/test clips of one official fold of a :class:`~aufer.readers.records.ClipRecords`, with a
     validation set carved from the training clips.
 
     ``train``/``test`` come from ``records.folds[str(fold)]``, restricted to clips present in ``records.table``

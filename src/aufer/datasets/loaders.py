@@ -1,4 +1,4 @@
-"""Torch datasets and loaders over :class:`~aufer.datasets.clips.ClipSet`.
+"""Torch datasets and loaders over :class:`~aufer.synth.clipset.ClipSet`.
 
 Augmentation is clip-consistent: one random similarity (rotation, scale, shift), one flip decision and one
 colour jitter per clip, applied identically to every frame and to the landmarks.
@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aufer.datasets.clips import ClipSet
-from aufer.datasets.records import ClipRecords, FrameRecords
+from aufer.synth import ClipSet
+from aufer.readers.records import ClipRecords, FrameRecords
 from aufer.datasets.sampling import au_windows, tsn_indices
-from aufer.datasets.store import FaceStore
+from aufer.store.facestore import FaceStore
 from aufer.faces.landmarks import mesh_mirror
 
 log = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ def store_loader(dataset: Dataset, batch_size: int, shuffle: bool | None = None,
 
 class JointLoader:
     """Heterogeneous joint batches: each step yields ``(au_batch, expr_batch)``. An epoch runs the longer loader
-    once; the shorter restarts as often as needed (:func:`aufer.train.loop.joint_steps`). ``set_epoch`` is
+    once; the shorter restarts as often as needed (:func:`aufer.engine.loop.joint_steps`). ``set_epoch`` is
     passed on to both datasets (new training windows and augmentations)."""
 
     def __init__(self, au_loader: DataLoader, expr_loader: DataLoader):
@@ -296,6 +296,6 @@ class JointLoader:
                     ds.set_epoch(epoch)
 
     def __iter__(self):
-        from aufer.train.loop import joint_steps  # noqa: PLC0415
+        from aufer.engine.loop import joint_steps  # noqa: PLC0415
 
         return joint_steps(self.au_loader, self.expr_loader)

@@ -24,7 +24,7 @@ def runs(table: pd.DataFrame) -> list[np.ndarray]:
 
     Args:
         table: a DataFrame with ``sequence`` and ``frame`` columns, rows in any order (e.g.
-            :attr:`FrameRecords.table <aufer.datasets.records.FrameRecords>`).
+            :attr:`FrameRecords.table <aufer.readers.records.FrameRecords>`).
 
     Returns:
         one int64 array per run, holding *positional* row indices into ``table`` (``table.iloc``), in frame

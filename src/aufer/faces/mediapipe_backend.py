@@ -83,7 +83,7 @@ class MediaPipeFaceDetector:
         """Run every graph once on a bundled photo, so that their start-up messages come (and go) now."""
         import cv2  # noqa: PLC0415
 
-        from aufer.datasets.bundled import data_dir  # noqa: PLC0415
+        from aufer.bundled import data_dir  # noqa: PLC0415
 
         img = cv2.imread(str(data_dir() / "faces" / "london" / "neutral" / "001.jpg"))
         if img is not None:

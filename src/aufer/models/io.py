@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_model"]
+__all__ = ["save_model", "load_model"]
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:
+def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:
     """Write ``<path>.safetensors`` and ``<path>.json`` atomically (temporary files, then rename).
 
     The JSON holds ``model`` (the factory name and arguments, from ``model.config``) and ``extra``.
@@ -33,7 +33,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | Path, extra: dict | None
 
 
 def load_model(path: str | Path) -> torch.nn.Module:
-    """Rebuild a model from a checkpoint written by :func:`save_checkpoint` (``.safetensors`` or its ``.json``,
+    """Rebuild a model from a checkpoint written by :func:`save_model` (``.safetensors`` or its ``.json``,
     or a run folder holding ``model.safetensors``), in eval mode.
 
     Raises:

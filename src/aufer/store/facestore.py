@@ -22,7 +22,7 @@ Schema::
     frames(seq, frame, detected, score, box BLOB, landmarks BLOB, crop BLOB, PRIMARY KEY (seq, frame))
 
 ``frame`` is the dataset's own frame number (AU datasets) or the 0-based position in the clip (expression
-clips). A frame where no face was found is stored with ``detected = 0`` (see :mod:`aufer.datasets.prepare` for
+clips). A frame where no face was found is stored with ``detected = 0`` (see :mod:`aufer.store.prepare` for
 which crop it gets), never dropped.
 """
 
@@ -314,7 +314,7 @@ class FaceStore:
     def save_records(self, records) -> None:
         """Keep the dataset's records (labels, subjects, folds) in the store, so that training needs only the store
         file. Replaces records saved before."""
-        from aufer.datasets.records import FrameRecords  # noqa: PLC0415
+        from aufer.readers.records import FrameRecords  # noqa: PLC0415
 
         if isinstance(records, FrameRecords):
             df = records.table[list(records.COLUMNS)].copy()
@@ -333,13 +333,13 @@ class FaceStore:
         self.set_meta(records=info)
 
     def load_records(self):
-        """The records saved by :meth:`save_records` (:class:`~aufer.datasets.records.FrameRecords` or
-        :class:`~aufer.datasets.records.ClipRecords`).
+        """The records saved by :meth:`save_records` (:class:`~aufer.readers.records.FrameRecords` or
+        :class:`~aufer.readers.records.ClipRecords`).
 
         Raises:
             StoreError: if the store holds no records.
         """
-        from aufer.datasets.records import ClipRecords, FrameRecords  # noqa: PLC0415
+        from aufer.readers.records import ClipRecords, FrameRecords  # noqa: PLC0415
 
         if "records" not in self.meta:
             raise StoreError(f"{self.path} holds no records; it was not made by `aufer prepare`")

@@ -1,6 +1,6 @@
 """Generic user formats (one CSV of per-frame AU labels, one CSV of per-clip expression labels), plus the small
 helpers that every dataset reader of :mod:`aufer.datasets` shares (text/CSV reading with line numbers, integer
-parsing, building sorted :class:`~aufer.datasets.records.FrameRecords` / ``ClipRecords``).
+parsing, building sorted :class:`~aufer.readers.records.FrameRecords` / ``ClipRecords``).
 
 Line numbers in problem reports are 1-based as in a text editor and count the header line.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from aufer import vocab
-from aufer.datasets.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipRecords, FrameRecords, check_layout
+from aufer.readers.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipRecords, FrameRecords, check_layout
 from aufer.media import natural_key
 
 __all__ = ["read_au_csv", "read_expr_csv"]

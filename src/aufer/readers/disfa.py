@@ -15,8 +15,8 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
-from aufer.datasets.generic import build_frame_records, parse_int, read_lines, report_missing
-from aufer.datasets.records import FrameRecords, LayoutError, check_layout
+from aufer.readers.generic import build_frame_records, parse_int, read_lines, report_missing
+from aufer.readers.records import FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_disfa", "occurrence_rule", "VIDEO_DIR", "LABEL_DIR"]
 

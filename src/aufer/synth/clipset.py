@@ -99,14 +99,14 @@ class ClipSet:
                        aus=first.aus, emotions=first.emotions, notes=notes)
 
     def to_store(self, store, prefix: str, kind: str, dataset: str = "FACS-warp"):
-        """Write the clips into a :class:`~aufer.datasets.store.FaceStore` (one sequence ``{prefix}/{i:05d}`` per
+        """Write the clips into a :class:`~aufer.store.facestore.FaceStore` (one sequence ``{prefix}/{i:05d}`` per
         clip, frames ``0..T-1``; sequences already complete are skipped) and return their records, so that
         in-memory data (e.g. SYNTHETIC FACS-warp clips) go through the same store, samplers and loaders as a
         benchmark.
 
         Args:
-            kind: ``"au"`` → :class:`~aufer.datasets.records.FrameRecords` (one row per frame, AU labels), or
-                ``"expr"`` → :class:`~aufer.datasets.records.ClipRecords` (one row per clip, expression label).
+            kind: ``"au"`` → :class:`~aufer.readers.records.FrameRecords` (one row per frame, AU labels), or
+                ``"expr"`` → :class:`~aufer.readers.records.ClipRecords` (one row per clip, expression label).
                 Either table has an extra ``source`` column (e.g. ``"real"`` or ``"synthetic"``).
 
         Raises:
@@ -114,8 +114,8 @@ class ClipSet:
         """
         import pandas as pd  # noqa: PLC0415
 
-        from aufer.datasets.records import ClipRecords, FrameRecords  # noqa: PLC0415
-        from aufer.datasets.store import StoredFrame  # noqa: PLC0415
+        from aufer.readers.records import ClipRecords, FrameRecords  # noqa: PLC0415
+        from aufer.store.facestore import StoredFrame  # noqa: PLC0415
 
         if kind not in ("au", "expr"):
             raise ValueError(f"kind must be 'au' or 'expr', not {kind!r}")

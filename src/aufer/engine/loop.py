@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from aufer import metrics
-from aufer.datasets.clips import ClipSet
+from aufer.synth import ClipSet
 from aufer.losses import masked_bce, masked_ce
 
 __all__ = ["joint_steps", "train_one_epoch", "predict_clips", "evaluate"]

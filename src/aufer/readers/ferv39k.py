@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from aufer import vocab
-from aufer.datasets.generic import build_clip_records, class_index, folder_has_images, note_label, read_lines
-from aufer.datasets.records import ClipRecords, check_layout
+from aufer.readers.generic import build_clip_records, class_index, folder_has_images, note_label, read_lines
+from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_ferv39k", "SPLIT_DIR", "FRAME_DIR"]
 

@@ -35,6 +35,7 @@ from aufer.faces.align import alignment_matrix, template
 __all__ = [
     "SYNTHETIC_NOTE", "SYNTH_AUS", "OCCURRENCE_THRESHOLD", "Handle", "AU_PATTERNS", "BaseFace", "render",
     "intensity_curve", "sample_au_peaks", "sample_expression_peaks", "au_clip_intensities", "target_motion",
+    "occurrence", "realise", "make_au_clips", "make_expression_clips", "SYNTH_VERSION",
 ]
 
 #: bump when rendering changes, so that cached synthetic data are regenerated
@@ -588,11 +589,11 @@ def make_au_clips(bases: Sequence[BaseFace], n_clips: int, n_frames: int = 16, c
     """SYNTHETIC AU-labelled clips: ``n_clips`` per base face, AU combinations from :func:`sample_au_peaks`,
     onset–apex–offset curves, every frame re-detected and aligned by the face pipeline.
 
-    Returns a :class:`~aufer.datasets.clips.ClipSet` with AU labels per frame and ``expr = -1``; its
+    Returns a :class:`~aufer.synth.clipset.ClipSet` with AU labels per frame and ``expr = -1``; its
     ``source`` is ``"synthetic"`` and its notes carry :data:`SYNTHETIC_NOTE`. Deterministic for ``seed``
     (whatever ``workers``): each identity draws from its own seeded generator.
     """
-    from aufer.datasets.clips import ClipSet  # noqa: PLC0415
+    from aufer.synth.clipset import ClipSet  # noqa: PLC0415
 
     res = _run(_au_clip_task, [(b, n_clips, n_frames, crop_size, seed) for b in bases], workers, progress)
     inten = np.concatenate([r["intensity"] for r in res])
@@ -612,7 +613,7 @@ def make_expression_clips(bases: Sequence[BaseFace], n_per_emotion: int, emotion
     P(AU | emotion) (:func:`sample_expression_peaks`); a still (``n_frames == 1``) shows the expression near
     its apex. Expression labels only, unless ``with_au_labels`` (then the rendered AUs are labelled too).
     """
-    from aufer.datasets.clips import ClipSet  # noqa: PLC0415
+    from aufer.synth.clipset import ClipSet  # noqa: PLC0415
 
     tasks = [(b, n_per_emotion, tuple(emotion_list), n_frames, crop_size, seed) for b in bases]
     res = _run(_expr_task, tasks, workers, progress)

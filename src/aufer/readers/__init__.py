@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aufer.datasets.bp4d import read_bp4d
-from aufer.datasets.dfew import read_dfew
-from aufer.datasets.disfa import read_disfa
-from aufer.datasets.ferv39k import read_ferv39k
-from aufer.datasets.generic import read_au_csv, read_expr_csv
-from aufer.datasets.mafw import read_mafw
-from aufer.datasets.records import ClipRecords, FrameRecords
+from aufer.readers.bp4d import read_bp4d
+from aufer.readers.dfew import read_dfew
+from aufer.readers.disfa import read_disfa
+from aufer.readers.ferv39k import read_ferv39k
+from aufer.readers.generic import read_au_csv, read_expr_csv
+from aufer.readers.mafw import read_mafw
+from aufer.readers.records import ClipRecords, FrameRecords
 
 __all__ = ["READERS", "read_dataset"]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from aufer.datasets.records import ClipRecords, FrameRecords
-from aufer.datasets.store import FaceStore, StoredFrame
+from aufer.readers.records import ClipRecords, FrameRecords
+from aufer.store.facestore import FaceStore, StoredFrame
 from aufer.faces.base import box_iou
 from aufer.faces.pipeline import align_face
 from aufer.media import MediaError, iter_video, list_images, read_image
@@ -229,7 +229,7 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
     """Align every frame of ``records`` into the store ``out`` (created or resumed).
 
     Args:
-        records: what a reader returned (:mod:`aufer.datasets.readers`).
+        records: what a reader returned (:mod:`aufer.readers`).
         out: the store file (``.sqlite``); an existing store is resumed.
         crop_size: aligned crop side in pixels (256: the reference code bases align to 256 and crop 224).
         workers: parallel processes (default: all cores).
@@ -242,7 +242,7 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
         (unreadable frames, first 20), ``seconds``, ``frames_per_s``, ``store``.
 
     Raises:
-        aufer.datasets.store.StoreError: if ``out`` exists with another crop size or is not a store.
+        aufer.store.facestore.StoreError: if ``out`` exists with another crop size or is not a store.
         RuntimeError: if a worker process cannot start (its reason is in the message).
 
     Worker processes are *spawned*: in a script, call ``prepare`` under ``if __name__ == "__main__":`` (the

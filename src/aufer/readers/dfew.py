@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from aufer import vocab
-from aufer.datasets.generic import (build_clip_records, folder_has_images, note_label, parse_int, read_csv_rows)
-from aufer.datasets.records import ClipRecords, check_layout
+from aufer.readers.generic import (build_clip_records, folder_has_images, note_label, parse_int, read_csv_rows)
+from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_dfew", "SPLIT_DIR", "SPLIT_FOLDERS", "FRAME_SETS"]
 

@@ -14,8 +14,8 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
-from aufer.datasets.generic import build_frame_records, parse_int, read_csv_rows, report_missing
-from aufer.datasets.records import IMAGE_EXTENSIONS, FrameRecords, LayoutError, check_layout
+from aufer.readers.generic import build_frame_records, parse_int, read_csv_rows, report_missing
+from aufer.readers.records import IMAGE_EXTENSIONS, FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_bp4d", "FRAME_DIRS", "LABEL_DIR"]
 
