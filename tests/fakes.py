@@ -298,7 +298,7 @@ def make_fake_mafw(root: str | Path, n_clips: int = 12, media: str = "mixed", n_
 def make_fake_au_csv(root: str | Path, subjects: Sequence[str] = ("P01", "P02"), n_images: int = 4,
                      n_video_frames: int = 8, gap: bool = True, size: tuple[int, int] = (320, 240),
                      name: str = "labels.csv") -> dict:
-    """A fake generic AU CSV (:func:`aufer.readers.generic.read_au_csv`): images
+    """A fake generic AU CSV (:func:`aufer.readers.custom.read_au_csv`): images
     ``{root}/media/{subject}/img_{k:02d}.jpg`` (frame column left empty: frame = position in the folder), one
     video ``{root}/media/talk.mp4`` of ``n_video_frames`` frames of which frames 0–2 and 5–7 (with ``gap``) are
     labelled, and ``{root}/{name}`` with columns ``media,frame,subject,AU1,AU02,AU12,AU12_r`` (AU1 holds the
@@ -346,7 +346,7 @@ def make_fake_au_csv(root: str | Path, subjects: Sequence[str] = ("P01", "P02"),
 def make_fake_expr_csv(root: str | Path, n_clips: int = 6, media: str = "folders", labels: str = "names",
                        n_folds: int = 2, n_frames: int = 3, size: tuple[int, int] = (224, 224),
                        name: str = "clips.csv") -> dict:
-    """A fake generic expression CSV (:func:`aufer.readers.generic.read_expr_csv`): clips
+    """A fake generic expression CSV (:func:`aufer.readers.custom.read_expr_csv`): clips
     ``{root}/clips/c{j:02d}/`` (frame folders, ``media="folders"``) or ``{root}/clips/c{j:02d}.mp4`` (``"videos"``),
     clip j labelled ``j mod 7`` of vocab.emotions(7), written as names with other spellings (``happy``,
     ``Sadness``...; ``labels="names"``) or 0-based indices (``"indices"``); ``{root}/{name}`` with columns

@@ -12,7 +12,7 @@ from aufer.readers.bp4d import read_bp4d
 from aufer.readers.dfew import read_dfew
 from aufer.readers.disfa import read_disfa
 from aufer.readers.ferv39k import read_ferv39k
-from aufer.readers.generic import read_au_csv, read_expr_csv
+from aufer.readers.custom import read_au_csv, read_expr_csv
 from aufer.readers.mafw import read_mafw
 from aufer.readers import READERS, read_dataset
 from aufer.readers.records import LayoutError
@@ -269,6 +269,24 @@ def test_mafw_alternative_split_folder_and_damage(tmp_path):
     shutil.rmtree(tmp_path / "split")
     with pytest.raises(LayoutError, match="no split folder"):
         read_mafw(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- train/test overlap
+def test_clip_in_train_and_test_of_a_fold_is_reported(tmp_path):
+    fake = make_fake_dfew(tmp_path / "dfew", n_frames=1)
+    train, test = fake["csv"][("2", "train")], fake["csv"][("2", "test")]
+    train.write_text(train.read_text() + test.read_text().splitlines()[1] + "\n")
+    with pytest.raises(LayoutError, match=r"EmoLabel_DataSplit fold 2: 1 clip\(s\) in both train and test, e\.g\. "):
+        read_dfew(tmp_path / "dfew")
+    fake = make_fake_ferv39k(tmp_path / "ferv", n_frames=1)
+    fake["csv"]["test"].write_text(fake["csv"]["test"].read_text() + fake["csv"]["train"].read_text())
+    with pytest.raises(LayoutError, match=r"All_scenes \(train_All.csv, test_All.csv\): 7 clip\(s\) in both"):
+        read_ferv39k(tmp_path / "ferv")
+    fake = make_fake_mafw(tmp_path / "mafw", n_clips=6, n_frames=1)
+    path = fake["split_files"][("3", "test")]
+    path.write_text(path.read_text() + fake["split_files"][("3", "train")].read_text().splitlines()[0] + "\n")
+    with pytest.raises(LayoutError, match=r"set_3 \(train.txt, test.txt\): 1 clip\(s\) in both train and test"):
+        read_mafw(tmp_path / "mafw")
 
 
 # --------------------------------------------------------------------------------------------- generic

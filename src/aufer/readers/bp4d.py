@@ -7,14 +7,13 @@ number in column ``"0"`` and one column per AU number; images addressed as ``{su
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from aufer import vocab
-from aufer.readers.generic import build_frame_records, parse_int, read_csv_rows, report_missing
+from aufer.readers._text import SUBJECT_NAME, build_frame_records, parse_int, read_csv_rows, report_missing
 from aufer.readers.records import IMAGE_EXTENSIONS, FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_bp4d", "FRAME_DIRS", "LABEL_DIR"]
@@ -27,7 +26,6 @@ FRAME_DIRS = ("", "Sequences", "2D+3D", "img", "images")
 
 _HINT = ("Expected BP4D's official layout: AUCoding/AU_OCC/{subject}_{task}.csv (header '0,1,2,...' with the frame "
          "number in column '0') and frames {root}/[Sequences|2D+3D|img|images/]{subject}/{task}/{frame}.jpg.")
-_SUBJECT_NAME = re.compile(r"^[A-Za-z]+\d+$")
 
 
 def read_bp4d(root: str | Path, subjects: Iterable[str] | None = None, frame_dir: str | None = None,
@@ -192,5 +190,5 @@ def _unlabelled_subjects(frames_root: Path, labelled: set[str], subjects) -> lis
     if subjects is not None:
         return []
     extra = sorted(p.name for p in frames_root.iterdir()
-                   if p.is_dir() and _SUBJECT_NAME.match(p.name) and p.name not in labelled)
+                   if p.is_dir() and SUBJECT_NAME.match(p.name) and p.name not in labelled)
     return [f"subjects with frames but no label file (ignored): {', '.join(extra)}"] if extra else []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers.generic import (build_clip_records, folder_has_images, note_label, parse_int, read_csv_rows)
+from aufer.readers._text import build_clip_records, check_disjoint, collect_split, folder_has_images, parse_int, read_csv_rows
 from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_dfew", "SPLIT_DIR", "SPLIT_FOLDERS", "FRAME_SETS"]
@@ -63,11 +63,10 @@ def read_dfew(root: str | Path, frames: str = "clip_224x224_16f", strict: bool =
     labels: dict[str, tuple[int, str]] = {}
     folds: dict[str, dict[str, list[str]]] = {}
     for k in range(1, n_folds + 1):
-        folds[str(k)] = {}
-        for part, folder in SPLIT_FOLDERS.items():
-            path = root / SPLIT_DIR / folder / f"set_{k}.csv"
-            folds[str(k)][part] = _read_split(path, len(classes), labels, problems)
-        _check_disjoint(str(k), folds[str(k)], root / SPLIT_DIR, problems)
+        parts = {part: _read_split(root / SPLIT_DIR / folder / f"set_{k}.csv", len(classes), labels, problems)
+                 for part, folder in SPLIT_FOLDERS.items()}
+        check_disjoint(parts, f"{root / SPLIT_DIR} fold {k}", problems)
+        folds[str(k)] = parts
     check_layout("DFEW", root, problems, _HINT)
 
     missing: list[str] = []
@@ -95,24 +94,16 @@ def _read_split(path: Path, n_classes: int, labels: dict, problems: list[str]) -
         problems.append(f"{path} line 1: header must name columns video_name,label (found: {', '.join(header)})")
         return []
     iv, il = names.index("video_name"), names.index("label")
-    clips = []
-    for lineno, cells in rows:
-        where = f"{path} line {lineno}"
+
+    def parse(cells: list[str], where: str, problems: list[str]) -> tuple[str, int] | None:
         number = parse_int(cells[iv]) if len(cells) > max(iv, il) else None
         label = parse_int(cells[il]) if number is not None else None
         if number is None or number < 0 or label is None:
             problems.append(f"{where}: expected '<clip number>,<label 1-{n_classes}>', got {','.join(cells)[:60]!r}")
-            continue
+            return None
         if not 1 <= label <= n_classes:
             problems.append(f"{where}: label {label} outside 1-{n_classes}")
-            continue
-        clip = f"{number:05d}"
-        note_label(labels, clip, label - 1, where, problems)  # csv label 1..7 -> index label-1 (protocols.json)
-        clips.append(clip)
-    return clips
+            return None
+        return f"{number:05d}", label - 1  # csv label 1..7 -> index label-1 (protocols.json)
 
-
-def _check_disjoint(fold: str, parts: dict[str, list[str]], split_dir: Path, problems: list[str]) -> None:
-    both = sorted(set(parts["train"]) & set(parts["test"]))
-    if both:
-        problems.append(f"{split_dir}: fold {fold} lists {len(both)} clip(s) in both train and test, e.g. {both[0]}")
+    return collect_split(path, rows, parse, labels, problems)

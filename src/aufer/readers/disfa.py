@@ -15,14 +15,13 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
-from aufer.readers.generic import build_frame_records, parse_int, read_lines, report_missing
+from aufer.readers._text import SUBJECT_NAME, build_frame_records, parse_int, read_lines, report_missing
 from aufer.readers.records import FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_disfa", "occurrence_rule", "VIDEO_DIR", "LABEL_DIR"]
 
 VIDEO_DIR = "Videos_LeftCamera"
 LABEL_DIR = "ActionUnit_Labels"
-_SUBJECT_NAME = re.compile(r"^[A-Za-z]+\d+$")
 _HINT = ("Expected DISFA's official layout: Videos_LeftCamera/LeftVideo{SN}_comp.avi and "
          "ActionUnit_Labels/{SN}/{SN}_au{k}.txt with lines 'frame,intensity' (frame 1-based, intensity 0-5).")
 
@@ -78,7 +77,7 @@ def read_disfa(root: str | Path, subjects: Iterable[str] | None = None, check_vi
     label_dir = root / LABEL_DIR
     if not label_dir.is_dir():
         raise LayoutError("DISFA", root, [f"{label_dir}: label folder missing"], _HINT)
-    found = sorted(p.name for p in label_dir.iterdir() if p.is_dir() and _SUBJECT_NAME.match(p.name))
+    found = sorted(p.name for p in label_dir.iterdir() if p.is_dir() and SUBJECT_NAME.match(p.name))
     problems: list[str] = []
     if subjects is not None:
         wanted = list(dict.fromkeys(subjects))

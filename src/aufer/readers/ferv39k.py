@@ -7,10 +7,12 @@ Layout facts: methods.md §1.4, protocols.json ``FERV39K.split``, AU-DFER ``M3DF
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers.generic import build_clip_records, class_index, folder_has_images, note_label, read_lines
+from aufer.readers._text import (build_clip_records, check_disjoint, class_index, collect_split, folder_has_images,
+                                read_lines)
 from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_ferv39k", "SPLIT_DIR", "FRAME_DIR"]
@@ -52,9 +54,7 @@ def read_ferv39k(root: str | Path, strict: bool = True) -> ClipRecords:
     problems: list[str] = []
     labels: dict[str, tuple[int, str]] = {}
     parts = {part: _read_split(split_dir / f"{part}_All.csv", classes, labels, problems) for part in ("train", "test")}
-    both = sorted(set(parts["train"]) & set(parts["test"]))
-    if both:
-        problems.append(f"{split_dir}: {len(both)} clip(s) in both train_All.csv and test_All.csv, e.g. {both[0]}")
+    check_disjoint(parts, f"{split_dir} (train_All.csv, test_All.csv)", problems)
     check_layout("FERV39K", root, problems, _HINT)
 
     frame_root = root / FRAME_DIR
@@ -72,26 +72,30 @@ def read_ferv39k(root: str | Path, strict: bool = True) -> ClipRecords:
 
 
 def _read_split(path: Path, classes: tuple[str, ...], labels: dict, problems: list[str]) -> list[str]:
-    lines = read_lines(path, problems)
-    if lines is None:
-        return []
-    clips = []
-    for lineno, line in lines:
-        where = f"{path} line {lineno}"
-        fields = line.rsplit(None, 1)
-        if len(fields) != 2:
-            problems.append(f"{where}: expected '<clip path> <Label>', got {line[:60]!r}")
-            continue
-        clip = fields[0].replace("\\", "/").strip("/")
-        if clip.startswith("./"):
-            clip = clip[2:]
-        label = class_index(fields[1], classes)
-        if label is None:
-            if lineno == lines[0][0] and fields[1].lower() in _HEADER_WORDS:
-                continue
-            problems.append(f"{where}: unknown label {fields[1]!r} (expected one of {', '.join(classes)}, "
-                            "in any spelling aufer.vocab.canonical_emotion knows, e.g. Happy)")
-            continue
-        note_label(labels, clip, label, where, problems)
-        clips.append(clip)
-    return clips
+    """Clip keys of one split file; a first line that reads like column names is skipped."""
+    lines = read_lines(path, problems) or []
+    if lines and _is_header(lines[0][1]):
+        lines = lines[1:]
+    return collect_split(path, lines, partial(_parse_line, classes=classes), labels, problems)
+
+
+def _is_header(line: str) -> bool:
+    fields = line.rsplit(None, 1)
+    return len(fields) == 2 and fields[1].lower() in _HEADER_WORDS
+
+
+def _parse_line(line: str, where: str, problems: list[str], *, classes: tuple[str, ...]) -> tuple[str, int] | None:
+    """``(clip path, label index)`` of a line ``<clip path> <Label>``; None after recording a problem."""
+    fields = line.rsplit(None, 1)
+    if len(fields) != 2:
+        problems.append(f"{where}: expected '<clip path> <Label>', got {line[:60]!r}")
+        return None
+    clip = fields[0].replace("\\", "/").strip("/")
+    if clip.startswith("./"):
+        clip = clip[2:]
+    label = class_index(fields[1], classes)
+    if label is None:
+        problems.append(f"{where}: unknown label {fields[1]!r} (expected one of {', '.join(classes)}, "
+                        "in any spelling aufer.vocab.canonical_emotion knows, e.g. Happy)")
+        return None
+    return clip, label

@@ -8,10 +8,12 @@ frames ``data/frames/{stem}/``). The archive names the split folder ``Train & Te
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers.generic import build_clip_records, class_index, folder_has_images, note_label, read_lines
+from aufer.readers._text import (build_clip_records, check_disjoint, class_index, collect_split, folder_has_images,
+                                read_lines)
 from aufer.readers.records import ClipRecords, LayoutError, check_layout
 
 __all__ = ["read_mafw", "SPLIT_DIRS", "SPLIT_SUBDIR", "FRAME_DIR", "CLIP_DIR"]
@@ -66,9 +68,7 @@ def read_mafw(root: str | Path, strict: bool = True) -> ClipRecords:
         folder = split_root.joinpath(*SPLIT_SUBDIR, f"set_{k}")
         parts = {part: _read_split(folder / f"{part}.txt", classes, labels, names, problems)
                  for part in ("train", "test")}
-        both = sorted(set(parts["train"]) & set(parts["test"]))
-        if both:
-            problems.append(f"{folder}: {len(both)} clip(s) in both train.txt and test.txt, e.g. {both[0]}")
+        check_disjoint(parts, f"{folder} (train.txt, test.txt)", problems)
         folds[str(k)] = parts
     check_layout("MAFW", root, problems, _HINT)
 
@@ -94,22 +94,22 @@ def _media(root: Path, clip: str, name: str) -> Path | None:
 
 
 def _read_split(path: Path, classes: tuple[str, ...], labels: dict, names: dict, problems: list[str]) -> list[str]:
-    lines = read_lines(path, problems)
-    if lines is None:
-        return []
-    clips = []
-    for lineno, line in lines:
-        where = f"{path} line {lineno}"
-        fields = line.split()
-        if len(fields) != 2:
-            problems.append(f"{where}: expected '<video file> <label>', got {line[:60]!r}")
-            continue
-        label = class_index(fields[1], classes)
-        if label is None:
-            problems.append(f"{where}: unknown label {fields[1]!r} (classes: {', '.join(classes)})")
-            continue
-        clip = Path(fields[0]).stem
-        names.setdefault(clip, fields[0])
-        note_label(labels, clip, label, where, problems)
-        clips.append(clip)
-    return clips
+    """Clip keys (file stems) of one split file; each clip's video file name is remembered in ``names``."""
+    lines = read_lines(path, problems) or []
+    return collect_split(path, lines, partial(_parse_line, classes=classes, names=names), labels, problems)
+
+
+def _parse_line(line: str, where: str, problems: list[str], *, classes: tuple[str, ...],
+                names: dict[str, str]) -> tuple[str, int] | None:
+    """``(clip stem, label index)`` of a line ``<video file> <label>``; None after recording a problem."""
+    fields = line.split()
+    if len(fields) != 2:
+        problems.append(f"{where}: expected '<video file> <label>', got {line[:60]!r}")
+        return None
+    label = class_index(fields[1], classes)
+    if label is None:
+        problems.append(f"{where}: unknown label {fields[1]!r} (classes: {', '.join(classes)})")
+        return None
+    clip = Path(fields[0]).stem
+    names.setdefault(clip, fields[0])
+    return clip, label
