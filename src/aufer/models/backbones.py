@@ -76,6 +76,11 @@ class HFBackbone(nn.Module):
         self.proj = nn.Identity() if out_dim is None else nn.Linear(dim, out_dim)
         self.out_dim = dim if out_dim is None else out_dim
 
+    def hf_config(self) -> dict:
+        """The backbone's transformers config as a JSON-ready dict (``model_type`` included): passed back as
+        ``config`` it rebuilds the same architecture without files or network."""
+        return self.net.config.to_dict() | {"model_type": self.net.config.model_type}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` → ``(N, D)``."""
         out = self.net(pixel_values=x)

@@ -6,6 +6,7 @@ Everything is a clip ``(B, T, 3, H, W)``; a still is ``T = 1``. The model return
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -13,12 +14,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aufer import vocab
-from aufer.faces.landmarks import mesh_mirror
+from aufer.models import contract
+from aufer.models._registry import register_model
 from aufer.models.backbones import HFBackbone, TinyCNN
 from aufer.models.geometry import LandmarkEncoder
-from aufer.models.registry import register_model
 
-__all__ = ["JointNet", "aufer_tiny", "aufer_tiny_image", "aufer_hf"]
+__all__ = ["JointNet"]  # the registered factories add themselves
 
 
 class JointNet(nn.Module):
@@ -37,13 +38,14 @@ class JointNet(nn.Module):
             (initialised at zero), so that expression recognition can read the AU evidence directly.
         geometry_au: add a linear AU head on the landmark-geometry features to the AU logits (AUs are facial
             motions; this gives them a direct geometric path besides the fused image + geometry features).
-        config: the factory name and arguments that rebuild this model (saved with checkpoints).
+
+    Built through :func:`aufer.models.create_model`, it also has ``config`` and ``default_cfg`` (see
+    :mod:`aufer.models.contract`); built directly, ``config`` is empty and ``default_cfg`` holds its own sizes.
     """
 
     def __init__(self, aus: Sequence[int], emotions: Sequence[str], backbone: nn.Module,
                  landmark_encoder: nn.Module | None = None, dim: int = 256, input_size: int = 112,
-                 norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, geometry_au: bool = False,
-                 config: dict | None = None):
+                 norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, geometry_au: bool = False):
         super().__init__()
         self.aus = tuple(int(a) for a in aus)
         self.emotions = tuple(emotions)
@@ -65,11 +67,23 @@ class JointNet(nn.Module):
         mean, std = vocab.normalisation(norm)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.config = dict(config or {})
+        self.config: dict = {}
+        mean_l, std_l = list(mean), list(std)
+        self.default_cfg: dict = {"input_size": self.input_size, "crop_size": self.input_size, "norm": norm,
+                                  "mean": mean_l, "std": std_l, "aus": list(self.aus), "emotions": list(self.emotions)}
 
     @property
     def uses_landmarks(self) -> bool:
+        """Whether ``forward`` needs landmarks (the model has a landmark encoder)."""
         return self.landmark_encoder is not None
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters in two groups: ``"backbone"`` (the frame encoder, possibly pretrained) and
+        ``"heads"`` (everything else: landmark encoder, fusion, AU and expression heads)."""
+        in_backbone = {id(p) for p in self.backbone.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return {"backbone": [p for p in trainable if id(p) in in_backbone],
+                "heads": [p for p in trainable if id(p) not in in_backbone]}
 
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 crops ``(B, T, S, S, 3)`` (RGB, as the face pipeline makes them) → normalised float
@@ -114,26 +128,31 @@ class JointNet(nn.Module):
             expr = expr + self.au_to_expr(torch.sigmoid(au).mean(1))
         return {"au": au, "expr": expr, "features": f}
 
-    @torch.no_grad()
     def probabilities(self, crops: torch.Tensor, landmarks: torch.Tensor | None = None,
                       flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference on uint8 crops ``(B, T, S, S, 3)`` and landmarks ``(B, T, 478, 3)`` in crop pixels:
-        AU probabilities ``(B, T, A)`` (sigmoid) and expression probabilities ``(B, E)`` (softmax). With
-        ``flip``, the horizontally mirrored face (image flipped, landmarks mirrored) is analysed too and the two
-        results are averaged (AUs and expressions are left/right symmetric labels)."""
-        lm = landmarks if self.uses_landmarks else None
-        out = self(self.preprocess(crops), lm)
-        p_au, p_e = torch.sigmoid(out["au"]), torch.softmax(out["expr"], -1)
-        if flip:
-            size = crops.shape[-2]
-            lm_f = None
-            if lm is not None:
-                lm_f = lm[..., torch.from_numpy(mesh_mirror()), :].clone()
-                lm_f[..., 0] = size - 1 - lm_f[..., 0]
-            out_f = self(self.preprocess(crops.flip(-2)), lm_f)
-            p_au = (p_au + torch.sigmoid(out_f["au"])) / 2
-            p_e = (p_e + torch.softmax(out_f["expr"], -1)) / 2
-        return p_au, p_e
+        """Deprecated: use :func:`aufer.models.contract.probabilities` (whose ``flip`` is off by default).
+        Kept with its old default ``flip=True`` for callers not yet switched."""
+        warnings.warn("JointNet.probabilities is deprecated; use aufer.models.contract.probabilities(model, ...)",
+                      DeprecationWarning, stacklevel=2)
+        return contract.probabilities(self, crops, landmarks, flip=flip)
+
+
+def _cfg(input_size: int = 112, crop_size: int | None = None, norm: str = "imagenet", clip_len: int = 16,
+         aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None, **kwargs) -> dict:
+    """A default cfg (see :mod:`aufer.models._registry`); crop_size defaults to input_size, AUs to BP4D's 12,
+    emotions to the 7 classes."""
+    mean, std = vocab.normalisation(norm)
+    return {"input_size": input_size, "crop_size": crop_size or input_size, "norm": norm, "mean": list(mean),
+            "std": list(std), "clip_len": clip_len, "aus": list(aus or vocab.dataset_aus("BP4D")),
+            "emotions": list(emotions or vocab.EMOTIONS_7), **kwargs}
+
+
+default_cfgs = {
+    "aufer_tiny.demo": _cfg(),
+    "aufer_tiny_image.demo": _cfg(),
+    "aufer_hf.resnet50": _cfg(input_size=224, crop_size=256, model="microsoft/resnet-50"),
+    "aufer_hf.clip_b16": _cfg(input_size=224, crop_size=256, norm="clip", model="openai/clip-vit-base-patch16"),
+}
 
 
 def _defaults(aus, emotions):
@@ -143,27 +162,22 @@ def _defaults(aus, emotions):
 @register_model
 def aufer_tiny(aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None, input_size: int = 112,
                width: int = 32, dim: int = 256, geometry_dim: int = 128, dropout: float = 0.2,
-               au_to_expr: bool = True, geometry_au: bool = False) -> JointNet:
+               au_to_expr: bool = True, geometry_au: bool = False, norm: str = "imagenet") -> JointNet:
     """aufer's CPU demo model: a from-scratch tiny CNN on the aligned crop + an MLP on the landmark geometry.
     Trains in minutes on 2 CPU cores. Default AUs: BP4D's 12; default emotions: the 7 classes."""
     aus, emotions = _defaults(aus, emotions)
-    cfg = {"name": "aufer_tiny", "aus": list(aus), "emotions": list(emotions), "input_size": input_size,
-           "width": width, "dim": dim, "geometry_dim": geometry_dim, "dropout": dropout, "au_to_expr": au_to_expr,
-           "geometry_au": geometry_au}
-    return JointNet(aus, emotions, TinyCNN(dim, width, input_size, dropout), LandmarkEncoder(geometry_dim, dropout=dropout),
-                    dim=dim, input_size=input_size, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au,
-                    config=cfg)
+    return JointNet(aus, emotions, TinyCNN(dim, width, input_size, dropout),
+                    LandmarkEncoder(geometry_dim, dropout=dropout), dim=dim, input_size=input_size, norm=norm,
+                    dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au)
 
 
 @register_model
 def aufer_tiny_image(aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None, input_size: int = 112,
-                     width: int = 32, dim: int = 256, dropout: float = 0.2) -> JointNet:
+                     width: int = 32, dim: int = 256, dropout: float = 0.2, norm: str = "imagenet") -> JointNet:
     """The tiny CNN alone (no landmark geometry), for ablations."""
     aus, emotions = _defaults(aus, emotions)
-    cfg = {"name": "aufer_tiny_image", "aus": list(aus), "emotions": list(emotions), "input_size": input_size,
-           "width": width, "dim": dim, "dropout": dropout}
     return JointNet(aus, emotions, TinyCNN(dim, width, input_size, dropout), None, dim=dim, input_size=input_size,
-                    dropout=dropout, config=cfg)
+                    norm=norm, dropout=dropout)
 
 
 @register_model
@@ -171,13 +185,11 @@ def aufer_hf(model: str | None = "microsoft/resnet-50", pretrained: bool = True,
              aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None, input_size: int = 224,
              dim: int = 256, use_landmarks: bool = False, norm: str = "imagenet", dropout: float = 0.1) -> JointNet:
     """Any transformers vision backbone (a local directory or hub id; ``hf_config`` builds it from a config
-    dict instead, e.g. for tests) with the joint heads. Saved checkpoints keep the backbone's config, so they
-    reload offline."""
+    dict instead, e.g. for tests) with the joint heads. The recorded config keeps the backbone's transformers
+    config (and ``pretrained=False``: the weights travel in the checkpoint), so checkpoints reload offline."""
     aus, emotions = _defaults(aus, emotions)
     backbone = HFBackbone(model, pretrained=pretrained, out_dim=dim, config=hf_config)
-    cfg = {"name": "aufer_hf", "model": model, "pretrained": False,
-           "hf_config": backbone.net.config.to_dict() | {"model_type": backbone.net.config.model_type},
-           "aus": list(aus), "emotions": list(emotions), "input_size": input_size, "dim": dim,
-           "use_landmarks": use_landmarks, "norm": norm, "dropout": dropout}
-    return JointNet(aus, emotions, backbone, LandmarkEncoder(128, dropout=dropout) if use_landmarks else None,
-                    dim=dim, input_size=input_size, norm=norm, dropout=dropout, config=cfg)
+    net = JointNet(aus, emotions, backbone, LandmarkEncoder(128, dropout=dropout) if use_landmarks else None,
+                   dim=dim, input_size=input_size, norm=norm, dropout=dropout)
+    net.config_overrides = {"pretrained": False, "hf_config": backbone.hf_config()}
+    return net
