@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from aufer.bundled import bundled_video
 from aufer.faces.pipeline import FacePipeline
 from aufer.media import MediaError
-from aufer.predict import columns, predict, predict_to_csv
+from aufer.predict import _source_key, columns, predict, predict_to_csv
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +55,67 @@ def test_missing_input_is_a_media_error(tiny_model, pipeline):
         predict("no/such/video.mp4", tiny_model, pipeline)
 
 
-def test_video_csv_is_atomic_and_resumes(tmp_path, tiny_model, pipeline):
+class _CountingDetector:
+    """Passes detection through and counts the frames it was asked about."""
+
+    def __init__(self, detector):
+        self.detector, self.n = detector, 0
+
+    def detect(self, image):
+        self.n += 1
+        return self.detector.detect(image)
+
+
+@pytest.mark.slow
+def test_video_csv_is_atomic_and_resumes(tmp_path, tiny_model, detector):
     src = tmp_path / "short.mp4"
     _cut_video(bundled_video(), src, 30)
     out = tmp_path / "pred.csv"
+    counting = _CountingDetector(detector)
+    pipeline = FacePipeline(crop_size=64, detector=counting)
     full = predict_to_csv(src, tiny_model, out, pipeline=pipeline, chunk_rows=8)
     ref = pd.read_csv(full)
     assert len(ref) == 30 and ref.frame.tolist() == list(range(30)) and ref.face_detected.all()
-    assert not (tmp_path / "pred.csv.partial").exists()
-    # simulate an interruption: a partial file holding the first 12 frames (the last one cut short)
+    assert not (tmp_path / "pred.csv.partial").exists() and counting.n == 30
+    # simulate an interruption: a partial file holding the first 12 frames (the last one possibly cut short)
     out2 = tmp_path / "again.csv"
-    partial = tmp_path / "again.csv.partial"
     lines = out.read_text().splitlines(keepends=True)
-    partial.write_text("".join(lines[:13]))
-    import json
-
-    from aufer.predict import _source_key
-
-    (tmp_path / "again.csv.partial.json").write_text(json.dumps(_source_key(src, tiny_model)))
+    (tmp_path / "again.csv.partial").write_text("".join(lines[:13]))
+    key = _source_key(src, tiny_model, flip=True, crop_size=64)
+    (tmp_path / "again.csv.partial.json").write_text(json.dumps(key))
     seen = []
+    counting.n = 0
     predict_to_csv(src, tiny_model, out2, pipeline=pipeline, chunk_rows=8, progress=lambda d, n: seen.append(d))
+    assert counting.n == 30 - 11  # resumed at frame 11 (frame 11 is redone: it may have been incomplete)
+    assert seen[0] > 11 and seen[-1] == 30
     again = pd.read_csv(out2)
     assert again.frame.tolist() == list(range(30))
     pd.testing.assert_frame_equal(again.drop(columns=["file"]), ref.drop(columns=["file"]), atol=1e-5)
+    # a partial made with other options (no flip averaging) is not resumed
+    (tmp_path / "again.csv.partial").write_text("".join(lines[:13]))
+    (tmp_path / "again.csv.partial.json").write_text(json.dumps(dict(key, flip=False)))
+    counting.n = 0
+    predict_to_csv(src, tiny_model, out2, pipeline=pipeline, chunk_rows=8)
+    assert counting.n == 30
+
+
+def test_resume_key_records_flip_and_crop(tmp_path, tiny_model):
+    f = tmp_path / "a.jpg"
+    f.write_bytes(b"x")
+    a, b = _source_key(f, tiny_model, True, 64), _source_key(f, tiny_model, False, 64)
+    assert a["flip"] is True and b["flip"] is False and a != b
+    assert _source_key(f, tiny_model, True, 112) != a and a["model"] == tiny_model.config
+
+
+def test_pipeline_crop_size_comes_from_the_default_cfg(tiny_model):
+    from types import SimpleNamespace
+
+    from aufer.models import default_cfg
+    from aufer.models.contract import crop_size
+
+    assert crop_size(SimpleNamespace(default_cfg=default_cfg("aufer_hf"), input_size=224)) == 256
+    assert crop_size(SimpleNamespace(input_size=96)) == 96  # a model without default cfg
+    assert crop_size(tiny_model) == tiny_model.input_size == 64  # the crop follows an overridden input size
 
 
 def _cut_video(src, dst, n_frames):

@@ -28,6 +28,7 @@ import torch
 from aufer import vocab
 from aufer.faces.pipeline import FacePipeline
 from aufer.media import media_kind, video_info
+from aufer.models import contract
 
 __all__ = ["SCHEMA_VERSION", "columns", "iter_predictions", "predict", "predict_to_csv"]
 
@@ -53,10 +54,11 @@ def _empty_row(frame, aus, emotions) -> dict:
 
 
 def _run_model(model, items: list, threshold: float, flip: bool) -> None:
-    """Fill predictions into ``items`` = [(row, aligned_face)] with one batched pass (T = 1 per face)."""
+    """Fill predictions into ``items`` = [(row, aligned_face)] with one batched pass (T = 1 per face; clip
+    models need per-track windows, not yet supported)."""
     crops = torch.from_numpy(np.stack([a.crop for _, a in items]))[:, None]
     lms = torch.from_numpy(np.stack([a.landmarks for _, a in items]).astype(np.float32))[:, None]
-    p_au, p_e = model.probabilities(crops, lms, flip=flip)
+    p_au, p_e = contract.probabilities(model, crops, lms, flip=flip)
     p_au, p_e = p_au[:, 0].numpy(), p_e.numpy()
     for k, (row, _) in enumerate(items):
         for j, a in enumerate(model.aus):
@@ -71,13 +73,17 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
                      batch_size: int = 16, threshold: float = 0.5, flip: bool = True) -> Iterator[dict]:
     """Rows (dicts with :func:`columns` keys) for every frame and face of ``path``, in frame order, streamed in
     constant memory. ``start`` skips frames before that index (resuming). ``flip`` averages each face's
-    predictions with those of its mirror image.
+    predictions with those of its mirror image (:func:`aufer.models.contract.flip_average`; on by default here
+    for practitioners, unlike evaluation, where benchmark protocols use no test-time augmentation).
+
+    Without ``pipeline``, faces are aligned at the model's crop size
+    (:func:`aufer.models.contract.crop_size`: ``default_cfg["crop_size"]``, else ``input_size``).
 
     Raises:
         aufer.media.MediaError: for a missing, unsupported or unreadable input.
     """
     model.eval()
-    pipeline = pipeline or FacePipeline(crop_size=model.input_size)
+    pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
     pending: list = []  # (row, aligned face or None) waiting for the model, in frame order
 
     def flush() -> list[dict]:
@@ -103,32 +109,37 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
 
 
 def predict(path: str | Path, model, pipeline: FacePipeline | None = None, batch_size: int = 16,
-            threshold: float = 0.5) -> pd.DataFrame:
+            threshold: float = 0.5, flip: bool = True) -> pd.DataFrame:
     """Analyse an image, a folder or a video; returns the table of :func:`columns` (one row per frame and face).
+    ``flip``: average with the mirrored face (see :func:`iter_predictions`).
 
     Example:
         >>> from aufer.models.io import load_model            # doctest: +SKIP
         >>> df = predict("clip.mp4", load_model("runs/demo"))
         >>> df[["timestamp_s", "AU12_p", "emotion"]].head()
     """
-    rows = list(iter_predictions(path, model, pipeline, batch_size=batch_size, threshold=threshold))
+    rows = list(iter_predictions(path, model, pipeline, batch_size=batch_size, threshold=threshold, flip=flip))
     return pd.DataFrame(rows, columns=columns(model.aus, model.emotions))
 
 
-def _source_key(path: Path, model) -> dict:
+def _source_key(path: Path, model, flip: bool, crop_size: int) -> dict:
+    """What a partial CSV must have been made with to be resumed: the input file, the model, the options."""
     st = path.stat()
     return {"input": str(path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime),
-            "model": getattr(model, "config", {}), "schema": SCHEMA_VERSION}
+            "model": getattr(model, "config", {}), "flip": bool(flip), "crop_size": int(crop_size),
+            "schema": SCHEMA_VERSION}
 
 
 def predict_to_csv(path: str | Path, model, out_csv: str | Path, pipeline: FacePipeline | None = None,
                    batch_size: int = 16, threshold: float = 0.5, resume: bool = True, progress=None,
-                   chunk_rows: int = 256) -> Path:
+                   chunk_rows: int = 256, flip: bool = True) -> Path:
     """Analyse ``path`` and write the table to ``out_csv`` in constant memory.
 
     Rows are appended in chunks to ``<out_csv>.partial``, which becomes ``out_csv`` only when the input is
     complete (atomic). If a run is interrupted, the next call with the same input and model resumes after the
-    last complete frame (``resume=True``). ``progress(frame_index, n_frames)`` is called per written chunk.
+    last complete frame (``resume=True``); a partial file made with another model, ``flip`` or crop size is
+    started afresh. ``progress(frame_index, n_frames)`` is called per written chunk. ``flip``: see
+    :func:`iter_predictions`.
 
     Raises:
         aufer.media.MediaError: for a missing, unsupported or unreadable input.
@@ -140,7 +151,8 @@ def predict_to_csv(path: str | Path, model, out_csv: str | Path, pipeline: FaceP
     partial = out_csv.with_name(out_csv.name + ".partial")
     sidecar = out_csv.with_name(out_csv.name + ".partial.json")
     cols = columns(model.aus, model.emotions)
-    key = _source_key(path, model)
+    pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
+    key = _source_key(path, model, flip, pipeline.crop_size)
     start = 0
     if resume and partial.exists() and sidecar.exists() and json.loads(sidecar.read_text()) == key:
         start = _truncate_to_complete_frames(partial)
@@ -158,7 +170,8 @@ def predict_to_csv(path: str | Path, model, out_csv: str | Path, pipeline: FaceP
             f.flush()
             os.fsync(f.fileno())
 
-    for row in iter_predictions(path, model, pipeline, start=start, batch_size=batch_size, threshold=threshold):
+    for row in iter_predictions(path, model, pipeline, start=start, batch_size=batch_size, threshold=threshold,
+                                flip=flip):
         if buf and row["frame"] != last_frame and len(buf) >= chunk_rows:
             write(buf)
             buf = []
