@@ -162,3 +162,39 @@ def test_tsn_errors():
         tsn_indices(0)
     with pytest.raises(ValueError):
         tsn_indices(10, 0)
+
+
+# ------------------------------------------------------------------------------------------- stride
+def test_test_windows_with_stride():
+    t = _table({"s": list(range(22))})
+    idx, valid = au_windows(t, length=16, train=False, stride=4)
+    assert idx[:, 0].tolist() == [0, 4, 8]  # two full windows, then one padded tail for frames 20, 21
+    assert valid[:2].all() and valid[2].sum() == 14
+    assert set(idx[valid].tolist()) == set(range(22))
+    same = au_windows(t, length=16, train=False)
+    assert np.array_equal(same[0], au_windows(t, length=16, train=False, stride=16)[0])
+    assert au_windows(_table({"s": list(range(20))}), 16, False, stride=4)[0][:, 0].tolist() == [0, 4]
+
+
+def test_training_windows_with_stride_cover_each_run():
+    t = _table(SPEC, shuffle_seed=3)
+    run_id = _run_of(t)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        idx, valid = au_windows(t, length=16, train=True, rng=rng, stride=8)
+        assert set(idx[valid].tolist()) == set(range(len(t)))
+        for i in idx:
+            assert len(set(run_id[i])) == 1
+        long = idx[t["sequence"].to_numpy()[idx[:, 0]] == "F001/T1"]
+        starts = np.sort(t["frame"].to_numpy()[long[:, 0]])
+        starts = starts[starts <= 40]
+        assert np.all(np.diff(starts) <= 8)  # starts at most one stride apart
+    a = au_windows(t, 16, True, np.random.default_rng(5), stride=16)
+    b = au_windows(t, 16, True, np.random.default_rng(5))
+    assert np.array_equal(a[0], b[0])  # the default stride is the window length
+
+
+@pytest.mark.parametrize("stride", [0, 17])
+def test_stride_outside_range(stride):
+    with pytest.raises(ValueError, match="stride"):
+        au_windows(_table({"s": [1, 2]}), length=16, stride=stride)

@@ -57,17 +57,21 @@ def _pad(rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def au_windows(table: pd.DataFrame, length: int = 16, train: bool = True,
-               rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of ``length`` consecutive labelled frames that never cross a gap (see :func:`runs`).
+               rng: np.random.Generator | int | None = None,
+               stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of ``length`` consecutive labelled frames that never cross a gap (see :func:`runs`), their starts
+    ``stride`` frames apart (mmaction's ``clip_len``/``stride``; default ``stride = length``: SSM's 16 consecutive
+    frames with stride 16, non-overlapping).
 
-    * Test (``train=False``): each run is cut into non-overlapping windows from its first frame, so every row is
-      in exactly one window at a valid position. A run shorter than ``length``, or a run's tail, gives a padded
-      window.
+    * Test (``train=False``): each run is cut into windows starting at ``0, stride, 2·stride, …`` while a full
+      window fits, plus one padded tail window while frames are left uncovered. With the default stride every
+      row is in exactly one window at a valid position; with ``stride < length`` windows overlap (sliding-window
+      inference) and every row is in at least one. A run shorter than ``length`` gives one padded window.
     * Training: a run of ``L > length`` frames gets windows starting at
-      ``clip(arange(o - length, L, length), 0, L - length)`` (duplicates dropped), with one random phase
-      ``o ∈ [0, length)`` per run drawn from ``rng``: every window lies inside the run, together they cover every
-      frame (``ceil(L/length)`` windows, or one more when ``o > 0``, the first and last possibly overlapping their
-      neighbour), and the alignment changes from epoch to epoch. A run of ``L ≤ length`` frames gives one
+      ``clip(arange(o - stride, L, stride), 0, L - length)`` (duplicates dropped), with one random phase
+      ``o ∈ [0, stride)`` per run drawn from ``rng``: every window lies inside the run, together they cover every
+      frame (about ``ceil(L/stride)`` windows; the first and last possibly overlapping their neighbour more than
+      the others), and the alignment changes from epoch to epoch. A run of ``L ≤ length`` frames gives one
       (padded) window. Windows come in run order; shuffle them in the loader.
 
     Padding repeats the index of the window's last valid frame and is marked ``valid=False``.
@@ -75,27 +79,33 @@ def au_windows(table: pd.DataFrame, length: int = 16, train: bool = True,
     Args:
         table: DataFrame with ``sequence`` and ``frame`` columns, rows in any order.
         length: frames per window (≥ 1).
-        train: training (random alignment) or test (fixed, non-overlapping) windows.
+        train: training (random alignment) or test (fixed) windows.
         rng: a ``numpy.random.Generator``, a seed, or ``None`` (fresh entropy); unused at test time.
+        stride: frames between the starts of consecutive windows, ``1 ≤ stride ≤ length`` (default ``length``).
 
     Returns:
         ``index`` ``(W, length)`` int64 positional row indices into ``table`` and ``valid`` ``(W, length)`` bool.
 
     Raises:
-        ValueError: ``length < 1``, or as :func:`runs`.
+        ValueError: ``length < 1``, ``stride`` outside ``[1, length]``, or as :func:`runs`.
     """
     if int(length) < 1:
         raise ValueError(f"window length must be at least 1, not {length}")
     length = int(length)
+    stride = length if stride is None else int(stride)
+    if not 1 <= stride <= length:
+        raise ValueError(f"stride must be in [1, length={length}], not {stride}")
     gen = np.random.default_rng(rng) if train else None
     index, valid = [], []
     for run in runs(table):
         n = len(run)
         if train and n > length:
-            o = int(gen.integers(0, length))
-            starts = np.unique(np.clip(np.arange(o - length, n, length), 0, n - length))
+            o = int(gen.integers(0, stride))
+            starts = np.unique(np.clip(np.arange(o - stride, n, stride), 0, n - length))
         else:
-            starts = np.arange(0, n, length)
+            starts = np.arange(0, max(n - length, 0) + 1, stride)
+            if starts[-1] + length < n:  # frames left after the last full window: one padded tail window
+                starts = np.append(starts, starts[-1] + stride)
         for s in starts:
             i, v = _pad(run[s: s + length], length)
             index.append(i)
