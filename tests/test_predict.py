@@ -140,3 +140,76 @@ def test_top_level_detect_is_predict(tmp_path, faces_df, tiny_model, pipeline):
 
     df = aufer.detect(faces_df.path.iloc[0], tiny_model, pipeline)
     assert len(df) == 1 and df.face_detected.all() and aufer.detect is module.predict
+
+
+# ------------------------------------------------------------------------------------------------ report.py
+def _table(aus, emotions, timestamps, faces_per_frame):
+    """A predictions table: frame k has faces_per_frame[k] faces (0 = one no-face row); values are
+    deterministic so that the plotted data can be checked."""
+    rows = []
+    for k, (ts, n) in enumerate(zip(timestamps, faces_per_frame)):
+        for i in range(max(n, 1)):
+            row = dict.fromkeys(columns(aus, emotions), np.nan)
+            row.update(frame=k, timestamp_s=ts, file="v.mp4", face_id=i if n else -1, face_detected=bool(n),
+                       emotion="")
+            if n:
+                for j, c in enumerate(c for c in row if c.endswith("_p")):
+                    row[c] = (k + j + i) % 10 / 10
+                for j, c in enumerate(c for c in row if c.startswith("emo_")):
+                    row[c] = (k * j + i) % 7 / 7
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns(aus, emotions))
+
+
+def test_timeseries_plot_has_one_row_per_au_and_one_line_per_emotion(tmp_path):
+    from aufer.report import plot_timeseries, timeseries_figure
+
+    aus, emotions = (1, 4, 12), ("happiness", "sadness", "neutral", "anger")
+    df = _table(aus, emotions, [0.0, 0.04, 0.08, 0.12, 0.16], [1, 2, 0, 1, 1])
+    fig = timeseries_figure(df, title="t")
+    heat, lines = fig.axes[0], fig.axes[1]
+    assert heat.images[0].get_array().shape == (3, 5)
+    assert [ln.get_label() for ln in lines.get_lines()] == list(emotions)
+    main = df[df.face_id == 0].set_index("frame").reindex(range(5))  # face 0 is in 4 frames, face 1 in one
+    for ln, e in zip(lines.get_lines(), emotions):
+        np.testing.assert_allclose(ln.get_xdata(), [0.0, 0.04, 0.08, 0.12, 0.16])
+        np.testing.assert_allclose(ln.get_ydata(), main[f"emo_{e}"].to_numpy(dtype=float))  # NaN at frame 2
+    assert np.isnan(np.ma.filled(heat.images[0].get_array().astype(float), np.nan)[:, 2]).all()
+    assert lines.get_xlabel() == "time (s)"
+    png = plot_timeseries(df, tmp_path / "ts.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_still_image_plot_shows_its_values():
+    from aufer.report import timeseries_figure
+
+    df = _table((1, 12), ("happiness", "sadness"), [np.nan], [1])
+    fig = timeseries_figure(df)
+    lines = fig.axes[1].get_lines()
+    assert len(lines) == 2 and fig.axes[1].get_xlabel() == "frame"
+    for ln in lines:  # one point each: visible only as a marker
+        assert len(ln.get_ydata()) == 1 and np.isfinite(ln.get_ydata()).all() and ln.get_marker() not in ("", "None", None)
+    assert fig.axes[0].images[0].get_array().shape == (2, 1)
+
+
+def test_report_leaves_the_backend_alone_and_hides_glyph_warnings(tmp_path, monkeypatch):
+    import importlib
+    import warnings
+
+    import matplotlib
+
+    import aufer.report
+
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("aufer.report switched the backend"))
+    report = importlib.reload(aufer.report)
+    assert not hasattr(report, "plt")
+    df = _table((1,), ("happiness",), [0.0, 0.1], [1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report.plot_timeseries(df, tmp_path / "a.png", title="\u9854 \U0001F600.mp4")  # not in DejaVu Sans
+        report.plot_confusion([[3, 1], [0, 2]], ["a", "b"], tmp_path / "c.png", title="\u9854")
+        report.plot_history([{"epoch": 1, "loss": 1.0, "val_f1": 0.2}, {"epoch": 2, "loss": 0.5, "val_f1": 0.4}],
+                            tmp_path / "h.png")
+    cm = report.confusion_figure([[3, 1], [0, 2]], ["a", "b"])
+    assert [t.get_text() for t in cm.axes[0].texts] == ["3", "1", "0", "2"]
+    assert len(report.history_figure([{"epoch": 1, "loss": 1.0, "val_f1": 0.2}]).axes[1].get_lines()) == 1

@@ -1,26 +1,55 @@
-"""Plots and tables of predictions and metrics (matplotlib, headless)."""
+"""Plots of predictions and metrics.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects, without pyplot: importing this module does not
+change the user's matplotlib backend, and nothing is left open in pyplot's figure manager. Each ``*_figure``
+function returns the figure (to show in a notebook or inspect); each ``plot_*`` function writes it as PNG.
+Warnings about glyphs missing from the font (e.g. in file names used as titles) are silenced.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from aufer import vocab
 
-from aufer import vocab  # noqa: E402
-
-__all__ = ["plot_timeseries", "plot_confusion", "plot_history"]
+__all__ = ["timeseries_figure", "confusion_figure", "history_figure", "plot_timeseries", "plot_confusion",
+           "plot_history"]
 
 
-def plot_timeseries(df: pd.DataFrame, out_png: str | Path, title: str = "", note: str = "") -> Path:
-    """AU probabilities (heat map, one row per AU) and emotion probabilities (lines) over time for the face
-    seen in most frames; frames without a face are left blank. Time axis in seconds (frame index for stills)."""
+@contextlib.contextmanager
+def _quiet_glyphs() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*[Gg]lyph .* missing from", category=UserWarning)
+        yield
+
+
+def _save(fig: Figure, out_png: str | Path) -> Path:
     out_png = Path(out_png)
+    with _quiet_glyphs():
+        fig.savefig(out_png, dpi=110)
+    return out_png
+
+
+def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
+    """AU probabilities (heat map, one row per ``AUxx_p`` column) and emotion probabilities (one line per
+    ``emo_`` column, with point markers so that a still image or a short input shows its values) over time,
+    for the face seen in most frames; frames without that face are blank.
+
+    Args:
+        df: a table of :func:`aufer.predict.columns` (one row per frame and face).
+        title: the figure title; ``note``: small grey text at the bottom (e.g. the model used).
+
+    Returns:
+        The figure: axes 0 = AU heat map (image ``(A, n_frames)``), 1 = emotion lines, 2 = the colour bar when
+        there are AU columns. Time axis in seconds, or the frame index for stills (NaN timestamps).
+    """
     faces = df[df["face_detected"].astype(bool)]
     main_id = faces["face_id"].mode().iloc[0] if len(faces) else -1
     frames = df.drop_duplicates("frame").set_index("frame")
@@ -31,34 +60,48 @@ def plot_timeseries(df: pd.DataFrame, out_png: str | Path, title: str = "", note
         t, xlabel = frames.index.to_numpy(dtype=float), "frame"
     au_cols = [c for c in df.columns if c.startswith("AU") and c.endswith("_p")]
     emo_cols = [c for c in df.columns if c.startswith("emo_")]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    if au_cols:
+    fig = Figure(figsize=(12, 7), layout="constrained")
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    if au_cols and len(t):
         m = track[au_cols].to_numpy(dtype=float).T
-        ext = [t[0], t[-1] if len(t) > 1 else t[0] + 1, len(au_cols) - 0.5, -0.5]
+        step = np.median(np.diff(t)) if len(t) > 1 else 1.0
+        ext = [t[0] - step / 2, t[-1] + step / 2, len(au_cols) - 0.5, -0.5]
         im = ax1.imshow(m, aspect="auto", interpolation="nearest", extent=ext, vmin=0, vmax=1, cmap="viridis")
         ax1.set_yticks(range(len(au_cols)))
         ax1.set_yticklabels([f"{c[:-2]} {vocab.au_name(int(c[2:-2]))}" for c in au_cols], fontsize=7)
         fig.colorbar(im, ax=ax1, label="AU probability", pad=0.01)
     ax1.set_title(title or "AU and emotion time series")
     for c in emo_cols:
-        ax2.plot(t, track[c].to_numpy(dtype=float), label=c[4:], lw=1.2)
+        ax2.plot(t, track[c].to_numpy(dtype=float), label=c[4:], lw=1.2, marker="o", ms=3 if len(t) > 50 else 5,
+                 markevery=max(1, len(t) // 200))
     ax2.set_ylim(-0.03, 1.03)
     ax2.set_ylabel("emotion probability")
     ax2.set_xlabel(xlabel)
-    ax2.legend(ncol=min(len(emo_cols), 7), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    if emo_cols:
+        ax2.legend(ncol=min(len(emo_cols), 7), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     if note:
         fig.text(0.01, 0.005, note, fontsize=7, color="dimgray")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return fig
 
 
-def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], out_png: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (rows = true class) with counts."""
+def plot_timeseries(df: pd.DataFrame, out_png: str | Path, title: str = "", note: str = "") -> Path:
+    """Write :func:`timeseries_figure` as PNG; returns its path."""
+    return _save(timeseries_figure(df, title, note), out_png)
+
+
+def confusion_figure(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> Figure:
+    """Row-normalised confusion matrix ``(C, C)`` (rows = true class, columns = predicted), with the counts
+    written in the cells.
+
+    Raises:
+        ValueError: if ``cm`` is not ``(len(classes), len(classes))``.
+    """
     cm = np.asarray(cm, dtype=float)
+    if cm.shape != (len(classes), len(classes)):
+        raise ValueError(f"confusion matrix of shape {cm.shape} for {len(classes)} classes")
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    ax = fig.subplots()
     ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -71,27 +114,31 @@ def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], out_png:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return fig
+
+
+def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], out_png: str | Path, title: str = "") -> Path:
+    """Write :func:`confusion_figure` as PNG; returns its path."""
+    return _save(confusion_figure(cm, classes, title), out_png)
+
+
+def history_figure(history: list[dict]) -> Figure:
+    """Training losses (columns ``loss*``, left) and validation scores (columns ``val_*``, right) per
+    ``epoch``, one line each, from a list of per-epoch dicts."""
+    df = pd.DataFrame(history)
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    for ax, prefix, name in ((a, "loss", "training loss"), (b, "val_", "validation (model selection)")):
+        cols = [c for c in df.columns if c.startswith(prefix)]
+        for c in cols:
+            ax.plot(df["epoch"], df[c], label=c, marker="o" if len(df) < 30 else None)
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        if cols:
+            ax.legend(fontsize=8)
+    return fig
 
 
 def plot_history(history: list[dict], out_png: str | Path) -> Path:
-    """Training losses and validation scores per epoch."""
-    df = pd.DataFrame(history)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for c in [c for c in df.columns if c.startswith("loss")]:
-        a.plot(df["epoch"], df[c], label=c)
-    a.set_xlabel("epoch")
-    a.set_title("training loss")
-    a.legend()
-    for c in [c for c in df.columns if c.startswith("val_")]:
-        b.plot(df["epoch"], df[c], label=c)
-    b.set_xlabel("epoch")
-    b.set_title("validation (model selection)")
-    b.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    """Write :func:`history_figure` as PNG; returns its path."""
+    return _save(history_figure(history), out_png)
