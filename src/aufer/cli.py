@@ -1,7 +1,12 @@
-"""Command line: ``aufer demo | prepare | predict | models``.
+"""Command line: ``aufer demo | prepare | train | evaluate | experiment | table | predict | models | version``.
 
-User mistakes (a missing path, a file that is not media, a missing model, a bad setting) end with one clear
-line on stderr and exit code 2, never a traceback.
+User mistakes (a missing path, a file that is not media, a missing model, a bad recipe key, a store of the
+wrong kind) end with one clear line on stderr and exit code 2, never a traceback. Only the project's own
+user-error types are caught (:data:`USER_ERRORS`); a programming error keeps its traceback, and ``--debug``
+shows the traceback of user errors too.
+
+Multi-GPU and multi-node training use torchrun's standard launcher, e.g.
+``torchrun --nproc-per-node 4 -m aufer train RECIPE``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,47 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main_options(debug: bool = typer.Option(False, "--debug", help="show tracebacks of user errors too")):
+    _DEBUG["on"] = debug
+
+
 def _fail(msg: str) -> None:
     err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean a user mistake (one line, exit code 2)."""
+    from aufer.engine.recipe import RecipeError  # noqa: PLC0415
+    from aufer.engine.runner import TrainingError  # noqa: PLC0415
+    from aufer.engine.state import StateError  # noqa: PLC0415
+    from aufer.media import MediaError  # noqa: PLC0415
+    from aufer.models.io import CheckpointError  # noqa: PLC0415
+    from aufer.readers.records import LayoutError  # noqa: PLC0415
+    from aufer.store import StoreError  # noqa: PLC0415
+
+    return (UserError, RecipeError, TrainingError, StateError, MediaError, CheckpointError, LayoutError, StoreError)
+
+
+def _guard(fn, *args, **kwargs):
+    """Run ``fn``; user errors become one line and exit code 2 (``--debug``: the traceback)."""
+    import torch  # noqa: PLC0415
+
+    try:
+        return fn(*args, **kwargs)
+    except user_errors() as e:
+        if _DEBUG["on"]:
+            raise
+        _fail(str(e))
+    except torch.cuda.OutOfMemoryError:
+        if _DEBUG["on"]:
+            raise
+        _fail("CUDA out of memory: lower data.au.batch_size / data.expr.batch_size (e.g. --set data.au.batch_size=4) "
+              "and keep the effective batch with --set train.accumulate=2")
 
 
 def _latest_run() -> Path | None:
@@ -109,7 +152,9 @@ def predict(
         n_frames = df["frame"].nunique()
         found = df.groupby("frame")["face_detected"].any().sum()
         out.print(f"{output}: {len(df)} rows, {n_frames} frames, face found in {found}; plot {plot}")
-    except (UserError, MediaError, FileNotFoundError) as e:
+    except user_errors() + (FileNotFoundError,) as e:
+        if _DEBUG["on"]:
+            raise
         _fail(str(e))
 
 
@@ -127,9 +172,6 @@ def prepare(
     command after an interruption and it does only what is left)."""
     from aufer.store.prepare import prepare as run_prepare  # noqa: PLC0415
     from aufer.readers import read_dataset  # noqa: PLC0415
-    from aufer.readers.records import LayoutError  # noqa: PLC0415
-    from aufer.store.facestore import StoreError  # noqa: PLC0415
-
     kw = {}
     if frames:
         kw["frames"] = frames
@@ -138,21 +180,124 @@ def prepare(
     try:
         if not root.exists():
             raise UserError(f"{root}: no such file or folder; pass the dataset root as distributed with --root")
+        from aufer.readers import READERS  # noqa: PLC0415
+
+        if dataset.strip().lower() not in {k.lower() for k in READERS}:
+            raise UserError(f"unknown dataset {dataset!r}; known: {', '.join(READERS)}")
         records = read_dataset(dataset, root, **kw)
         per_frame = hasattr(records, "aus")  # AU data: a row per labelled frame; expression data: a row per clip
         out.print(f"{records.dataset}: {len(records)} {'labelled frames' if per_frame else 'clips'} in "
                   f"{records.table['sequence' if per_frame else 'clip'].nunique()} sequences")
         report = run_prepare(records, store, crop_size=size, workers=workers)
-    except LayoutError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except (UserError, StoreError, ValueError, TypeError, FileNotFoundError) as e:
+    except user_errors() + (FileNotFoundError,) as e:
+        if _DEBUG["on"]:
+            raise
         _fail(str(e))
     out.print(f"{report['store']}: {report['sequences_done']}/{report['sequences']} sequences complete; this run aligned "
               f"{report['frames_done']} frames ({report['frames_per_s']:.1f} frames/s), face found in "
               f"{report['frames_detected']}; {report['n_errors']} unreadable")
     if report["sequences_done"] < report["sequences"]:
         err.print("some sequences are incomplete (unreadable frames above); frames without a face are stored and flagged")
+
+
+def _recipe(path: Path, sets: list[str] | None):
+    from aufer.engine.recipe import load  # noqa: PLC0415
+
+    return load(path, sets or [])
+
+
+@app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="a YAML recipe (see configs/)"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="override a recipe key: --set train.epochs=5 (repeatable)"),
+    fold: Optional[str] = typer.Option(None, help="fold (N) or fold pair (EXPR-AU, e.g. 1-2); default the recipe's / the first"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<recipe>/<fold>)"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last good training state"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)"),
+):
+    """Train a recipe on one fold (pair), select the checkpoint on validation, evaluate it on test once."""
+    def run():
+        from aufer.engine import build as B  # noqa: PLC0415
+        from aufer.engine.runner import fit  # noqa: PLC0415
+
+        r = _recipe(recipe, sets)
+        folds = B.parse_fold(r, fold)
+        target = out_dir or Path("runs") / r.name / B.fold_name(folds)
+        m = fit(r, target, fold=fold, resume=resume, device=device, console=out)
+        _print_metrics(m, target)
+    _guard(run)
+
+
+def _print_metrics(m: dict, target: Path) -> None:
+    import os  # noqa: PLC0415
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    parts = []
+    for kind, vals in m["test"].items():
+        for k in ("au_f1_mean", "au_auc_mean", "uar", "war"):
+            if vals.get(k) is not None:
+                parts.append(f"{k} {vals[k]:.3f}")
+    out.print(f"{target}: test ({m['selection']['label']}, epoch {m['selection']['epoch']}) " + ", ".join(parts))
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `aufer train`"),
+    split: str = typer.Option("test", help="val or test"),
+    checkpoint: str = typer.Option("best", help="best (selected) or last"),
+    flip: bool = typer.Option(False, help="test-time flip averaging (labelled _flip; the benchmark protocols do not use it)"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
+):
+    """Recompute a run's metrics from a checkpoint; writes metrics_<split>_<checkpoint>.json and Parquet
+    predictions (per frame and per clip) from which every metric can be recomputed."""
+    def run():
+        from aufer.engine.runner import evaluate_run  # noqa: PLC0415
+
+        res = evaluate_run(run_dir, split=split, checkpoint=checkpoint, flip=flip, device=device)
+        parts = [f"{k} {v[k]:.3f}" for v in res["metrics"].values() for k in ("au_f1_mean", "uar", "war")
+                 if v.get(k) is not None]
+        out.print(f"{run_dir} {split} ({checkpoint}{', flip TTA' if flip else ''}): " + ", ".join(parts))
+    _guard(run)
+
+
+@app.command()
+def experiment(
+    recipe: Path = typer.Argument(..., help="a YAML recipe"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="override a recipe key (repeatable)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="experiment folder (default runs/<recipe>)"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
+):
+    """Run every fold (pair) of the recipe's protocol (finished folds are skipped, interrupted ones resumed)
+    and write a paper-style table: summary.md, summary.csv, summary.json."""
+    def run():
+        from aufer.engine.experiment import run_experiment  # noqa: PLC0415
+
+        r = _recipe(recipe, sets)
+        target = out_dir or Path("runs") / r.name
+        run_experiment(r, target, device=device, console=out)
+        out.print((target / "summary.md").read_text())
+    _guard(run)
+
+
+@app.command()
+def table(
+    experiments: list[Path] = typer.Argument(..., help="experiment folders (each with summary.json)"),
+    published: Optional[Path] = typer.Option(None, help="YAML of published numbers: method -> {column: %, source: ...}"),
+    output: Optional[Path] = typer.Option(None, "--out", help="also write the table (.md or .csv)"),
+):
+    """Several experiments side by side (rows = methods, columns = AUs and metrics, in %)."""
+    def run():
+        from aufer.engine.experiment import compare, load_published  # noqa: PLC0415
+
+        tab, md = compare(experiments, load_published(published) if published else None)
+        out.print(md)
+        if output is not None:
+            if output.suffix == ".csv":
+                tab.to_csv(output)
+            else:
+                output.write_text(md + "\n")
+    _guard(run)
 
 
 @app.command()

@@ -219,7 +219,7 @@ def real_photo_metrics(model, real) -> dict:
     * ``au12_smile_gt_neutral``: fraction of people with both photos whose AU12 probability is higher on the
       smiling photo.
     """
-    from aufer.engine.loop import predict_clips  # noqa: PLC0415
+    from aufer._legacy_loop import predict_clips  # noqa: PLC0415
 
     p_au, p_e, _, truth = predict_clips(model, real, labels=True)
     identity = real.records.table["subject"].to_numpy()
@@ -322,7 +322,7 @@ def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_tr
     the weights (updated after every step) is what is evaluated and returned.
     Returns ``(model, history, selected_epoch)``."""
     from aufer.models import create_model  # noqa: PLC0415
-    from aufer.engine import evaluate, train_one_epoch  # noqa: PLC0415
+    from aufer._legacy_loop import evaluate, train_one_epoch  # noqa: PLC0415
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, aus=synth.SYNTH_AUS, emotions=vocab.EMOTIONS_7,
@@ -370,7 +370,7 @@ def train_model(cfg: DemoConfig, store: FaceStore, au_train: FrameRecords, fe_tr
 
 def held_out_metrics(model, data: DemoData) -> dict:
     """Test metrics of held-out people (see :func:`run_demo`)."""
-    from aufer.engine import evaluate  # noqa: PLC0415
+    from aufer._legacy_loop import evaluate  # noqa: PLC0415
 
     t_au, t_ex, t_ex_synth = evaluate(model, data.test_au), evaluate(model, data.test_expr), evaluate(model, data.test_expr_synth)
     return {

@@ -7,10 +7,13 @@ holds none.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["masked_bce", "masked_ce"]
+__all__ = ["masked_bce", "masked_ce", "LossContext", "joint_loss", "LOSSES", "get_loss"]
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None = None,
@@ -52,3 +55,66 @@ def masked_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor |
     if not bool(known.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[known], labels[known], weight=weight, label_smoothing=label_smoothing)
+
+
+# ------------------------------------------------------------------------------------------- recipe losses
+@dataclass
+class LossContext:
+    """What a recipe loss may read besides the outputs and batches.
+
+    Attributes:
+        epoch: 0-based epoch (SSM's ramp a(e) needs it).
+        state: per-run mutable state a loss may keep (e.g. SSM's loss EMAs); the loop clears it at every epoch
+            start.
+        au_weight: optional ``(A,)`` per-AU class weights of the training fold (methods.md §1.1), on the device.
+    """
+
+    epoch: int = 0
+    state: dict = field(default_factory=dict)
+    au_weight: torch.Tensor | None = None
+
+
+def joint_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, expr_batch: dict | None, *,
+               ctx: LossContext, au_weight: float = 1.0, expr_weight: float = 1.0, label_smoothing: float = 0.0,
+               class_weights: bool = False) -> dict[str, torch.Tensor]:
+    """The naive joint (hard parameter sharing) loss of heterogeneous AU + expression training:
+    ``au_weight · BCE(AU labels) + expr_weight · CE(expression labels)``.
+
+    Each term averages over the labels that exist in *both* batches of the step (an AU clip's expression is −1,
+    an expression clip's AUs are −1), so the step may have only one of the two batches.
+
+    Args:
+        out_au, out_expr: model outputs (``"au"`` ``(B, T, A)``, ``"expr"`` ``(B, E)`` logits) on the AU batch and on
+            the expression batch; either may be None.
+        au_batch, expr_batch: the batches (``"au"`` ``(B, T, A)`` int, ``"expr"`` ``(B,)`` int; −1 unknown).
+        class_weights: weight each AU by ``ctx.au_weight`` (the fold's class weights).
+
+    Returns:
+        ``{"loss", "loss_au", "loss_expr"}`` scalars (``loss`` carries the graph).
+    """
+    outs = [(o, b) for o, b in ((out_au, au_batch), (out_expr, expr_batch)) if o is not None]
+    au_logits = torch.cat([o["au"].flatten(0, 1) for o, _ in outs])
+    au_labels = torch.cat([b["au"].flatten(0, 1) for _, b in outs])
+    expr_logits = torch.cat([o["expr"] for o, _ in outs])
+    expr_labels = torch.cat([b["expr"] for _, b in outs])
+    w = ctx.au_weight if class_weights else None
+    l_au = masked_bce(au_logits.float(), au_labels, weight=w)
+    l_expr = masked_ce(expr_logits.float(), expr_labels, label_smoothing=label_smoothing)
+    return {"loss": au_weight * l_au + expr_weight * l_expr, "loss_au": l_au.detach(), "loss_expr": l_expr.detach()}
+
+
+LOSSES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_loss}
+"""Recipe losses by name (``train.loss``): ``fn(out_au, out_expr, au_batch, expr_batch, *, ctx, **loss_args)``
+returning a dict with a ``"loss"`` scalar to minimise and detached scalars to log. A method adds its own."""
+
+
+def get_loss(name: str) -> Callable[..., dict[str, torch.Tensor]]:
+    """The loss called ``name``.
+
+    Raises:
+        KeyError: an unknown name (the message lists the known ones).
+    """
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; available: {', '.join(sorted(LOSSES))}") from None

@@ -1,122 +1,205 @@
-"""The training loop, as plain functions (torchvision reference-script style; no hook framework)."""
+"""The training loop as plain functions (torchvision reference-script style): :func:`train_one_epoch`,
+:func:`predict` and :func:`evaluate`. No hook framework: a method changes the loss or the step function
+(:mod:`aufer.engine.steps`), and the caller passes one plain ``on_step`` callback for logging and checkpoints.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+import contextlib
+import math
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from aufer import metrics
-from aufer.synth import ClipSet
-from aufer.losses import masked_bce, masked_ce
+from aufer.engine import distributed as D
+from aufer.engine.steps import StepContext, to_device
 
-__all__ = ["joint_steps", "train_one_epoch", "predict_clips", "evaluate"]
-
-
-def joint_steps(au_loader: Iterable, fe_loader: Iterable) -> Iterator[tuple[dict, dict]]:
-    """Heterogeneous pairing: one AU batch and one expression batch per step. An epoch runs the longer loader
-    once; the shorter restarts as often as needed."""
-    n_au, n_fe = len(au_loader), len(fe_loader)
-    if n_au >= n_fe:
-        yield from zip(au_loader, _restarting(fe_loader))
-    else:
-        yield from ((a, f) for f, a in zip(fe_loader, _restarting(au_loader)))
+__all__ = ["NonFiniteLossError", "autocast", "train_one_epoch", "predict", "evaluate", "summarise"]
 
 
-def _restarting(loader: Iterable) -> Iterator:
-    while True:
-        empty = True
-        for b in loader:
-            empty = False
-            yield b
-        if empty:
-            return
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; ``epoch`` and ``step`` (1-based, within the epoch) say where."""
+
+    def __init__(self, epoch: int, step: int, value: float):
+        super().__init__(f"the loss is {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
 
 
-def _forward(model, batch: dict) -> dict[str, torch.Tensor]:
-    x = model.preprocess(batch["crops"])
-    lm = batch["landmarks"] if getattr(model, "uses_landmarks", False) else None
-    return model(x, lm)
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` for ``dtype`` (bf16/fp16) on the device, or a no-op for fp32 (``None``)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def train_one_epoch(model: torch.nn.Module, au_loader: Iterable, fe_loader: Iterable, optimizer: torch.optim.Optimizer,
-                    scheduler=None, au_weight: float = 1.0, fe_weight: float = 1.0, label_smoothing: float = 0.0,
-                    on_step: Callable[[], None] | None = None) -> dict[str, float]:
-    """One epoch of joint AU + expression training with masked losses.
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    ok = np.array([float(torch.isfinite(loss.detach()).all())])
+    return bool(D.reduce_sum(ok)[0] == (torch.distributed.get_world_size() if D._active() else 1))
 
-    Each step forwards the AU batch and the expression batch; the loss is ``au_weight · BCE(AU labels) +
-    fe_weight · CE(expression labels)``, each over the labels that exist (a batch's missing labels never count).
+
+def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable, loss_fn: Callable,
+                    optimizer: torch.optim.Optimizer, *, ctx: StepContext, epoch: int = 0, scheduler=None,
+                    scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
+                    clip_grad: float | None = None, accumulate: int = 1, ema=None, start_step: int = 0,
+                    n_steps: int | None = None, on_step: Callable[[int, dict], None] | None = None,
+                    freeze_bn: bool = False) -> dict[str, float]:
+    """One epoch (or what is left of it, from ``start_step``) of training.
+
+    Each step: move the batches to ``ctx.device``; under autocast, ``step_fn`` computes the loss; stop with
+    :class:`NonFiniteLossError` if it is not finite (on any process) before anything is updated; backward
+    (scaled for fp16) of ``loss / accumulate``; every ``accumulate`` steps (and at the epoch's end) clip the
+    gradient norm to ``clip_grad``, step the optimiser, then the per-step ``scheduler``, then the ``ema``
+    (``AveragedModel.update_parameters``). Under DDP the gradient all-reduce is skipped on the steps that only
+    accumulate.
+
+    Args:
+        loader: yields ``(au_batch, expr_batch)`` (either may be None), e.g. a
+            :class:`~aufer.datasets.loaders.JointLoader` already positioned at ``start_step``.
+        epoch: 0-based epoch (for messages; the loss reads ``ctx.loss.epoch``).
+        start_step: steps of this epoch already done before (resume); counts continue from it.
+        n_steps: the epoch's total number of steps (the last one flushes accumulation); default ``len(loader)``
+            + ``start_step``.
+        on_step: ``on_step(steps_done_in_epoch, logs)`` after every step (logs are floats).
+        freeze_bn: BatchNorm layers normalise with their running statistics and do not update them (small
+            per-device batches; DDP on CPU, where SyncBatchNorm is unavailable).
 
     Returns:
-        Mean ``loss_au`` and ``loss_expr`` over the epoch.
+        Means of the step logs over the steps run.
     """
     model.train()
-    sums, n = np.zeros(2), 0
-    for au_b, fe_b in joint_steps(au_loader, fe_loader):
-        out_a, out_f = _forward(model, au_b), _forward(model, fe_b)
-        l_au = masked_bce(torch.cat([out_a["au"].flatten(0, 1), out_f["au"].flatten(0, 1)]),
-                          torch.cat([au_b["au"].flatten(0, 1), fe_b["au"].flatten(0, 1)]))
-        l_fe = masked_ce(torch.cat([out_a["expr"], out_f["expr"]]), torch.cat([au_b["expr"], fe_b["expr"]]),
-                         label_smoothing=label_smoothing)
-        loss = au_weight * l_au + fe_weight * l_fe
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        sums += [l_au.item(), l_fe.item()]
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    total = n_steps if n_steps is not None else start_step + len(loader)  # type: ignore[arg-type]
+    sums: dict[str, float] = {}
+    n = 0
+    done = start_step
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for au_b, expr_b in loader:
+        if done >= total:
+            break
+        au_b, expr_b = to_device(au_b, ctx.device), to_device(expr_b, ctx.device)
+        last_micro = (done + 1) % accumulate == 0 or done + 1 == total
+        sync = model.no_sync() if (not last_micro and hasattr(model, "no_sync")) else contextlib.nullcontext()
+        with sync:
+            with autocast(ctx.device, amp_dtype):
+                out = step_fn(model, au_b, expr_b, loss_fn, ctx)
+            loss = out["loss"]
+            if not _finite_everywhere(loss):
+                raise NonFiniteLossError(epoch + 1, done + 1, float(loss.detach().float().cpu()))
+            scaled = loss / accumulate
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if last_micro:
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if clip_grad:
+                torch.nn.utils.clip_grad_norm_(params, clip_grad)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update_parameters(D.unwrap(model))
+        done += 1
+        logs = {k: float(v.detach().float().cpu()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + v
         n += 1
-        if on_step:
-            on_step()
-    return {"loss_au": sums[0] / max(n, 1), "loss_expr": sums[1] / max(n, 1)}
+        if on_step is not None:
+            on_step(done, logs)
+    return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-def _batches(data, batch_size: int):
-    if isinstance(data, ClipSet):
-        from aufer.datasets.loaders import clip_loader  # noqa: PLC0415
+def _probabilities(model, crops, landmarks, flip: bool):
+    from aufer.models.contract import probabilities  # noqa: PLC0415  (models sit below the engine; lazy for speed)
 
-        return clip_loader(data, batch_size)
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+    return probabilities(model, crops, landmarks, flip=flip)
 
 
 @torch.no_grad()
-def predict_clips(model: torch.nn.Module, data, batch_size: int = 32, flip: bool = True,
-                  labels: bool = False) -> tuple[np.ndarray, ...]:
-    """Probabilities on whole clips: AU ``(N, T, A)`` (sigmoid) and expression ``(N, E)`` (softmax), averaged
-    with the mirrored face when ``flip`` (as :meth:`~aufer.models.joint.JointNet.probabilities`).
+def predict(model: torch.nn.Module, loader: Iterable, *, device: torch.device | str = "cpu", flip: bool = False,
+            amp_dtype: torch.dtype | None = None, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Probabilities over a loader of evaluation items (model in eval mode).
 
     Args:
-        data: a :class:`ClipSet`, or a dataset yielding the loaders' items (e.g. an evaluation
-            :class:`~aufer.datasets.loaders.AUWindowDataset` or :class:`~aufer.datasets.loaders.ExprClipDataset`
-            over a face store).
-        labels: also return the labels seen: AU ``(N, T, A)`` (−1 unknown or padding) and expression ``(N,)``.
+        flip: average with the mirrored face (:func:`aufer.models.contract.flip_average`; test-time
+            augmentation, off by default because the benchmark protocols do not use it).
+        progress: called with the number of batches done.
+
+    Returns:
+        ``p_au`` ``(N, T, A)`` sigmoid probabilities, ``p_expr`` ``(N, E)`` softmax probabilities, and the items'
+        ``au`` ``(N, T, A)`` (−1 unknown or padding), ``expr`` ``(N,)``, ``valid`` ``(N, T)``, ``index`` ``(N,)`` and
+        ``rows`` ``(N, T)`` (when the items carry them).
     """
-    model.eval()
-    out: list[list[np.ndarray]] = [[], [], [], []]
-    for b in _batches(data, batch_size):
-        p_au, p_e = model.probabilities(b["crops"], b["landmarks"], flip=flip)
-        for k, v in enumerate((p_au, p_e, b["au"], b["expr"])):
-            out[k].append(v.numpy())
-    res = tuple(np.concatenate(v) for v in out)
-    return res if labels else res[:2]
+    device = torch.device(device)
+    core = D.unwrap(model).eval()
+    keys = ("au", "expr", "valid", "index", "rows")
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("p_au", "p_expr", *keys)}
+    for i, b in enumerate(loader):
+        crops = b["crops"].to(device, non_blocking=True)
+        lm = b["landmarks"].to(device, non_blocking=True) if getattr(core, "uses_landmarks", False) else None
+        with autocast(device, amp_dtype):
+            p_au, p_e = _probabilities(core, crops, lm, flip)
+        out["p_au"].append(p_au.float().cpu().numpy())
+        out["p_expr"].append(p_e.float().cpu().numpy())
+        for k in keys:
+            if k in b:
+                out[k].append(b[k].numpy())
+        if progress is not None:
+            progress(i + 1)
+    return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
-def evaluate(model: torch.nn.Module, data, batch_size: int = 32, threshold: float = 0.5,
-             flip: bool = True) -> dict:
-    """Metrics on a clip set or a store-backed evaluation dataset: per-AU F1 (threshold 0.5, frames with a 0/1
-    label; padding frames carry −1), mean F1, and UAR / WAR over the clips with an expression label. Entries
-    are omitted when the data have no label of that kind. AU columns are the model's."""
-    p_au, p_expr, au, expr = predict_clips(model, data, batch_size, flip, labels=True)
-    out: dict = {"n_clips": len(p_expr)}
-    if ((au == 0) | (au == 1)).any():
-        f1 = metrics.au_f1(p_au, au, threshold)
-        out["au_f1"] = {f"AU{a}": (None if np.isnan(v) else float(v)) for a, v in zip(model.aus, f1)}
-        out["au_f1_mean"] = float(np.nanmean(f1))
-    if (expr >= 0).any():
-        pred = p_expr.argmax(1)
-        n_classes = len(model.emotions)
-        out["uar"] = metrics.uar(pred, expr, n_classes)
-        out["war"] = metrics.war(pred, expr)
-        out["confusion"] = metrics.confusion(pred, expr, n_classes).tolist()
-    return out
+def summarise(pred: dict[str, np.ndarray], aus: Sequence[int], emotions: Sequence[str], *, threshold: float = 0.5,
+              f1_policy: str = "zero", auc: bool = True, reduce: bool = False) -> dict:
+    """Metrics of :func:`predict`'s output: per-AU F1 at ``threshold`` (frames with a 0/1 label), mean F1
+    under ``f1_policy`` (:func:`aufer.metrics.mean_f1`), per-AU AUC, UAR, WAR and the confusion matrix
+    (rows = true class). AU entries are present when some frame has an AU label, expression entries when some
+    clip has an expression label. With ``reduce`` (DDP evaluation on shards) the counts are summed over
+    processes first; AUC, which is not summable, is then left out."""
+    res: dict = {"n_clips": int(D.reduce_sum(np.array([len(pred["p_expr"])]))[0]) if reduce else len(pred["p_expr"])}
+    au, p_au = pred["au"], pred["p_au"]
+    counts = metrics.au_counts(p_au, au, threshold)
+    n_known = np.array([int(((au == 0) | (au == 1)).sum())])
+    if reduce:
+        counts, n_known = D.reduce_sum(counts), D.reduce_sum(n_known)
+    if n_known[0] > 0:
+        f1 = metrics.f1_from_counts(counts)
+        res["au_f1"] = {f"AU{a}": (None if math.isnan(v) else float(v)) for a, v in zip(aus, f1)}
+        res["au_f1_mean"] = metrics.mean_f1(f1, f1_policy)
+        res["f1_policy"] = f1_policy
+        res["threshold"] = threshold
+        res["n_au_frames"] = int(((au == 0) | (au == 1)).any(-1).sum()) if not reduce else None
+        if auc and not reduce:
+            a = metrics.au_auc(p_au, au)
+            res["au_auc"] = {f"AU{x}": (None if math.isnan(v) else float(v)) for x, v in zip(aus, a)}
+            res["au_auc_mean"] = float(np.nanmean(a)) if np.isfinite(a).any() else None
+    expr = pred["expr"]
+    cm = metrics.confusion(pred["p_expr"].argmax(1), expr, len(emotions))
+    if reduce:
+        cm = D.reduce_sum(cm)
+    if cm.sum() > 0:
+        res["uar"] = metrics.uar_from_confusion(cm)
+        res["war"] = metrics.war_from_confusion(cm)
+        res["confusion"] = cm.astype(int).tolist()
+        res["emotions"] = list(emotions)
+    return res
+
+
+def evaluate(model: torch.nn.Module, loader: Iterable, *, device: torch.device | str = "cpu", flip: bool = False,
+             threshold: float = 0.5, f1_policy: str = "zero", amp_dtype: torch.dtype | None = None,
+             reduce: bool = False) -> dict:
+    """:func:`predict` then :func:`summarise` with the model's AUs and emotions; ``flip_tta`` in the result
+    records whether test-time flip averaging was on."""
+    core = D.unwrap(model)
+    pred = predict(model, loader, device=device, flip=flip, amp_dtype=amp_dtype)
+    res = summarise(pred, core.aus, core.emotions, threshold=threshold, f1_policy=f1_policy, reduce=reduce)
+    res["flip_tta"] = bool(flip)
+    return res
