@@ -36,3 +36,13 @@ def test_transform_points_scales_depth():
     m = np.array([[2.0, 0, 1], [0, 2.0, 3]])
     p = align.transform_points(np.array([[1.0, 1.0, 5.0]]), m)
     assert np.allclose(p, [[3.0, 5.0, 10.0]])
+
+
+def test_centre_matrix_maps_the_central_square_onto_the_crop():
+    m = align.centre_matrix((360, 640, 3), 90)
+    corners = align.transform_points(np.array([[140.0, 0.0], [500.0, 360.0]]), m)
+    assert np.allclose(corners, [[0, 0], [90, 90]])
+    image = np.zeros((360, 640, 3), np.uint8)
+    image[:, 140:500] = 200  # the central square
+    crop = align.warp_crop(image, m, 90)
+    assert crop.shape == (90, 90, 3) and (crop[2:-2, 2:-2] == 200).all()

@@ -2,8 +2,10 @@ import numpy as np
 
 from aufer.bundled import bundled_video, template_landmarks
 from aufer.faces import landmarks as L
-from aufer.faces.align import template
-from aufer.faces.pipeline import FacePipeline, IoUTracker, align_face
+from aufer.faces.align import align_face, five_points, template
+from aufer.faces.base import Face
+from aufer.faces.pipeline import FacePipeline
+from aufer.faces.track import IoUTracker, primary_face
 from aufer.media import read_image
 
 
@@ -36,8 +38,6 @@ def test_face_record_and_alignment(detector, neutral_image):
     a = align_face(neutral_image, f, 224)
     assert a.crop.shape == (224, 224, 3) and a.crop.dtype == np.uint8
     # the five alignment points land on the canonical template (within a few pixels)
-    from aufer.faces.align import five_points
-
     assert np.abs(five_points(a.landmarks) - template(224)).max() < 8
 
 
@@ -76,3 +76,15 @@ def test_tracker_keeps_and_creates_ids():
     assert t.update([np.array([0, 0, 10, 10]), np.array([50, 50, 10, 10])]) == [0, 1]
     assert t.update([np.array([51, 50, 10, 10]), np.array([1, 0, 10, 10])]) == [1, 0]
     assert t.update([np.array([200, 200, 10, 10])]) == [2]
+
+
+def test_primary_face_follows_the_previous_box_else_the_largest():
+    def face(x, w):
+        return Face(box=np.array([x, 0.0, w, w]), score=0.9, landmarks=np.zeros((L.N_LANDMARKS, 3)))
+
+    small, large = face(0, 10), face(100, 40)
+    assert primary_face([], None) is None
+    assert primary_face([small, large], None) is large
+    assert primary_face([small, large], np.array([1.0, 0, 10, 10])) is small  # IoU 0.82: the same face
+    assert primary_face([small, large], np.array([7.0, 0, 10, 10])) is large  # IoU 0.18 < 0.3: a new face
+    assert primary_face([small, large], np.array([7.0, 0, 10, 10]), min_iou=0.1) is small

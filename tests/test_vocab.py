@@ -85,3 +85,13 @@ def test_normalisation_constants_are_data():
     mean, std = vocab.normalisation("imagenet")
     raw = json.loads(resources.files("aufer").joinpath("data", "vocab.json").read_text())
     assert list(mean) == raw["normalisation"]["imagenet"]["mean"] and len(std) == 3
+
+
+def test_package_data_paths_and_json():
+    assert vocab.data_path("faces", "london") == vocab.data_path("faces/london") == vocab.data_path() / "faces" / "london"
+    assert (vocab.data_path("faces", "london", "neutral") / "001.jpg").is_file()
+    raw = json.loads(vocab.data_path("alignment.json").read_text(encoding="utf-8"))
+    assert vocab.read_json("alignment.json") == raw
+    assert vocab.read_json("reference", "protocols.json") is vocab.reference("protocols")  # one cached copy
+    with pytest.raises(FileNotFoundError):
+        vocab.read_json("nothing_here.json")

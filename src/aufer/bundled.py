@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
+
+from aufer.vocab import data_path
 
 __all__ = ["data_dir", "bundled_faces", "bundled_video", "template_landmarks", "ATTRIBUTION"]
 
 
 def data_dir() -> Path:
-    """Folder of aufer's package data."""
-    return Path(str(resources.files("aufer"))) / "data"
+    """Folder of aufer's package data (:func:`aufer.vocab.data_path`)."""
+    return data_path()
 
 
 ATTRIBUTION = "London Set and Young Adult White Faces: DeBruine & Jones (2017), CC BY 4.0; video: Wolfgang Langer on Pexels"

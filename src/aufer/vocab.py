@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 __all__ = [
+    "data_path", "read_json",
     "reference", "normalisation", "au_names", "au_name", "au_code", "au_region", "emotions", "EMOTIONS_7", "EMOTIONS_11",
     "canonical_emotion", "dataset_aus", "openface_aus", "ssm_prior", "ssm_descriptions", "ckplus_prior",
     "emfacs_prototypes", "au_dfer_weights", "au_dfer_pos_weight", "protocol", "fold_test_subjects",
@@ -32,8 +34,29 @@ __all__ = [
 
 
 
+def data_path(*parts: str) -> Path:
+    """Path of a file or folder of aufer's package data, ``data_path("faces", "london")`` or
+    ``data_path("reference/protocols.json")`` (parts may hold ``/``); ``data_path()`` is the data folder itself.
+    The path is not checked for existence."""
+    return Path(str(resources.files("aufer"))).joinpath("data", *_split(parts))
+
+
+def _split(parts: tuple[str, ...]) -> list[str]:
+    return [q for p in parts for q in p.split("/") if q]
+
+
+def read_json(*parts: str) -> dict:
+    """Parsed content of a JSON file of the package data (parts as in :func:`data_path`), read once and cached:
+    callers must not modify the result.
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+    """
+    return _read_json("/".join(_split(parts)))
+
+
 @cache
-def _json(relpath: str) -> dict:
+def _read_json(relpath: str) -> dict:
     with resources.files("aufer").joinpath("data", *relpath.split("/")).open("r", encoding="utf-8") as f:
         return json.load(f)
 
@@ -45,7 +68,7 @@ def reference(name: str) -> dict:
     Raises:
         FileNotFoundError: for an unknown name.
     """
-    return _json(f"reference/{name}.json")
+    return read_json(f"reference/{name}.json")
 
 
 # --------------------------------------------------------------------------------------------------- AUs
@@ -74,18 +97,18 @@ def au_code(au: int) -> str:
 
 def au_region(au: int) -> str:
     """Facial region of an AU: ``brow``, ``eye``, ``nose``, ``mouth``, ``chin`` or ``jaw`` (data/vocab.json)."""
-    return _json("vocab.json")["au_regions"][str(int(au))]
+    return read_json("vocab.json")["au_regions"][str(int(au))]
 
 
 def normalisation(name: str = "imagenet") -> tuple[tuple[float, ...], tuple[float, ...]]:
     """RGB ``(mean, std)`` for inputs in [0, 1]: ``imagenet`` or ``clip`` (data/vocab.json, with sources)."""
-    n = _json("vocab.json")["normalisation"][name]
+    n = read_json("vocab.json")["normalisation"][name]
     return tuple(n["mean"]), tuple(n["std"])
 
 
 def openface_aus() -> tuple[int, ...]:
     """The 18 AUs OpenFace 2.0 reports presence for (data/vocab.json)."""
-    return tuple(_json("vocab.json")["openface_aus"])
+    return tuple(read_json("vocab.json")["openface_aus"])
 
 
 def dataset_aus(dataset: str) -> tuple[int, ...]:
@@ -102,8 +125,8 @@ def dataset_aus(dataset: str) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------------------------- emotions
-EMOTIONS_7: tuple[str, ...] = tuple(_json("reference/facs_priors.json")["emotions_7"])
-EMOTIONS_11: tuple[str, ...] = tuple(_json("reference/facs_priors.json")["emotions_11"])
+EMOTIONS_7: tuple[str, ...] = tuple(read_json("reference/facs_priors.json")["emotions_7"])
+EMOTIONS_11: tuple[str, ...] = tuple(read_json("reference/facs_priors.json")["emotions_11"])
 
 # Spellings used by the reference code bases and CK+ for the same classes.
 _ALIASES = {

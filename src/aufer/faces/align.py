@@ -1,7 +1,7 @@
 """Five-point similarity alignment of a face to aufer's canonical crop.
 
 Alignment is a pure function of the landmarks: the five points (eye centres, nose tip, mouth corners) are
-taken from the 478-point mesh and mapped by a least-squares similarity (rotation, uniform scale,
+taken from the 478-point mesh (:func:`aufer.faces.landmarks.five_points`, re-exported here) and mapped by a least-squares similarity (rotation, uniform scale,
 translation; Umeyama 1991) onto the canonical template of ``data/alignment.json``.
 """
 
@@ -12,15 +12,17 @@ from functools import cache
 import cv2
 import numpy as np
 
-from aufer.faces import landmarks as L
-from aufer.vocab import _json
+from aufer.faces.base import AlignedFace, Face
+from aufer.faces.landmarks import five_points
+from aufer.vocab import read_json
 
-__all__ = ["template", "five_points", "similarity", "transform_points", "warp_crop"]
+__all__ = ["template", "five_points", "similarity", "transform_points", "alignment_matrix", "centre_matrix",
+           "warp_crop", "align_face"]
 
 
 @cache
 def _template_unit() -> np.ndarray:
-    spec = _json("alignment.json")
+    spec = read_json("alignment.json")
     pts = np.asarray(spec["arcface_112"], dtype=np.float64) / 112.0
     pts = (pts - 0.5) * float(spec["scale"]) + 0.5
     pts[:, 1] += float(spec["shift_y"])
@@ -32,28 +34,6 @@ def template(size: int = 224) -> np.ndarray:
     """Canonical five points for a square crop of ``size`` pixels, shape ``(5, 2)``, pixel coordinates
     (image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner)."""
     return _template_unit() * float(size)
-
-
-def five_points(landmarks: np.ndarray) -> np.ndarray:
-    """The five alignment points of a 478-point MediaPipe mesh, shape ``(5, 2)`` in the landmarks' units.
-
-    Eye centres are the midpoints of the eye corners (stable under gaze and blinks), then the nose tip and
-    the outer mouth corners, in the order of :func:`template`.
-
-    Raises:
-        ValueError: if ``landmarks`` is not ``(N >= 468, 2 or 3)``.
-    """
-    lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.ndim != 2 or lm.shape[0] < 468 or lm.shape[1] < 2:
-        raise ValueError(f"expected MediaPipe mesh landmarks of shape (478, 2|3), got {lm.shape}")
-    xy = lm[:, :2]
-    return np.stack([
-        (xy[L.EYE_L_OUTER] + xy[L.EYE_L_INNER]) / 2,
-        (xy[L.EYE_R_INNER] + xy[L.EYE_R_OUTER]) / 2,
-        xy[L.NOSE_TIP],
-        xy[L.MOUTH_L],
-        xy[L.MOUTH_R],
-    ])
 
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -93,13 +73,28 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def alignment_matrix(landmarks: np.ndarray, size: int = 224) -> np.ndarray:
-    """The ``(2, 3)`` image → crop similarity of a face, from its mesh landmarks (pixels)."""
+    """The ``(2, 3)`` image → crop similarity of a face, from its ``(478, 2|3)`` mesh landmarks (pixels), for a
+    crop of ``size`` pixels.
+
+    Raises:
+        ValueError: if ``landmarks`` is not a mesh (see :func:`five_points`).
+    """
     return similarity(five_points(landmarks), template(size))
 
 
+def centre_matrix(shape: tuple[int, ...], size: int = 224) -> np.ndarray:
+    """The ``(2, 3)`` image → crop matrix that maps the central square of an image of ``shape`` ``(H, W, ...)``
+    onto a ``size`` × ``size`` crop: the crop of a frame where no face was ever seen."""
+    h, w = shape[:2]
+    side = min(h, w)
+    s = size / side
+    return np.array([[s, 0, -s * (w - side) / 2], [0, s, -s * (h - side) / 2]])
+
+
 def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int = 224) -> np.ndarray:
-    """Resample the aligned ``(size, size, C)`` crop of ``image`` under the image → crop ``matrix``.
-    Pixels outside the image are filled by edge replication."""
+    """Resample the aligned ``(size, size, C)`` crop of an ``(H, W, C)`` ``image`` under the ``(2, 3)`` image →
+    crop ``matrix``. Pixels outside the image are filled by edge replication; a shrink by 2× or more is
+    pre-filtered with a box filter (no aliasing)."""
     scale = np.sqrt(abs(np.linalg.det(matrix[:, :2])))
     interp = cv2.INTER_AREA if scale < 0.7 else cv2.INTER_LINEAR
     if interp == cv2.INTER_AREA:
@@ -112,3 +107,14 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int = 224) -> np.ndar
             return cv2.warpAffine(small, full[:2], (size, size), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def align_face(image: np.ndarray, face: Face, size: int = 224) -> AlignedFace:
+    """Align one detected face of an ``(H, W, 3)`` uint8 image: its ``(size, size, 3)`` uint8 crop, the
+    ``(2, 3)`` image → crop matrix and the ``(478, 3)`` landmarks in crop pixels.
+
+    Raises:
+        ValueError: if ``face.landmarks`` is not a mesh (see :func:`five_points`).
+    """
+    m = alignment_matrix(face.landmarks, size)
+    return AlignedFace(face=face, crop=warp_crop(image, m, size), matrix=m, landmarks=transform_points(face.landmarks, m))

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from aufer.faces.align import five_points
+from aufer.faces.landmarks import five_points
 
 
 @dataclass
@@ -29,12 +29,6 @@ class Face:
     def five(self) -> np.ndarray:
         """The five alignment points ``(5, 2)`` in image pixels (see :func:`aufer.faces.align.five_points`)."""
         return five_points(self.landmarks)
-
-    @property
-    def interocular(self) -> float:
-        """Distance between the eye centres, in pixels."""
-        f = self.five
-        return float(np.linalg.norm(f[1] - f[0]))
 
 
 @dataclass

@@ -1,24 +1,20 @@
-"""Index sets of the MediaPipe 478-point face mesh (468 mesh points + 10 iris points).
+"""Index sets of the MediaPipe 478-point face mesh (468 mesh points + 10 iris points), its left/right mirror
+permutation and its five alignment points.
 
 These are facts of the mesh topology (mediapipe ``face_mesh_connections``), not published constants.
 "Image-left" is the side with the smaller x in an upright, non-mirrored image: the subject's right.
 """
 
-import json
+from __future__ import annotations
+
 from functools import cache
-from importlib import resources
 
 import numpy as np
 
+from aufer.vocab import read_json
+
+#: points of the refined MediaPipe mesh: 468 face-mesh points + 10 iris points
 N_LANDMARKS = 478
-
-
-@cache
-def mesh_mirror() -> np.ndarray:
-    """``(478,)`` left/right permutation of the mesh: ``mirror[i]`` is the point that lands on point ``i`` when
-    the face is flipped horizontally (data/mesh_mirror.json, derived by scripts/make_mesh_mirror.py)."""
-    with resources.files("aufer").joinpath("data", "mesh_mirror.json").open() as f:
-        return np.asarray(json.load(f)["mirror"], dtype=np.int64)
 
 # eye corners (image-left eye: outer 33, inner 133; image-right eye: inner 362, outer 263)
 EYE_L_OUTER, EYE_L_INNER, EYE_R_INNER, EYE_R_OUTER = 33, 133, 362, 263
@@ -56,3 +52,32 @@ CHIN_PAD = (152, 175, 199, 200, 18, 148, 377, 176, 400)
 
 # points whose position hardly changes with facial expression (eye corners and the nose ridge)
 RIGID = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4)
+
+
+@cache
+def mesh_mirror() -> np.ndarray:
+    """``(478,)`` left/right permutation of the mesh: ``mirror[i]`` is the point that lands on point ``i`` when
+    the face is flipped horizontally (data/mesh_mirror.json, derived by scripts/make_mesh_mirror.py)."""
+    return np.asarray(read_json("mesh_mirror.json")["mirror"], dtype=np.int64)
+
+
+def five_points(landmarks: np.ndarray) -> np.ndarray:
+    """The five alignment points of a 478-point MediaPipe mesh, shape ``(5, 2)`` in the landmarks' units.
+
+    Eye centres are the midpoints of the eye corners (stable under gaze and blinks), then the nose tip and
+    the outer mouth corners, in the order of :func:`aufer.faces.align.template`.
+
+    Raises:
+        ValueError: if ``landmarks`` is not ``(N >= 468, 2 or 3)``.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    if lm.ndim != 2 or lm.shape[0] < 468 or lm.shape[1] < 2:
+        raise ValueError(f"expected MediaPipe mesh landmarks of shape ({N_LANDMARKS}, 2|3), got {lm.shape}")
+    xy = lm[:, :2]
+    return np.stack([
+        (xy[EYE_L_OUTER] + xy[EYE_L_INNER]) / 2,
+        (xy[EYE_R_INNER] + xy[EYE_R_OUTER]) / 2,
+        xy[NOSE_TIP],
+        xy[MOUTH_L],
+        xy[MOUTH_R],
+    ])

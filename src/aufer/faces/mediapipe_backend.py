@@ -17,9 +17,10 @@ import cv2
 import numpy as np
 
 from aufer.faces.base import Face, box_iou
+from aufer.vocab import data_path
 
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+#: the bundled photo each graph runs on once at start-up
+_WARM_UP_IMAGE = ("faces", "london", "neutral", "001.jpg")
 
 
 @contextmanager
@@ -42,6 +43,9 @@ def _quiet_stderr():
 
 
 def _import_mediapipe():
+    """The ``mediapipe`` module, imported with its C++ logging turned down (unless the user set it)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -81,11 +85,7 @@ class MediaPipeFaceDetector:
 
     def _warm_up(self) -> None:
         """Run every graph once on a bundled photo, so that their start-up messages come (and go) now."""
-        import cv2  # noqa: PLC0415
-
-        from aufer.bundled import data_dir  # noqa: PLC0415
-
-        img = cv2.imread(str(data_dir() / "faces" / "london" / "neutral" / "001.jpg"))
+        img = cv2.imread(str(data_path(*_WARM_UP_IMAGE)))
         if img is not None:
             rgb = np.ascontiguousarray(img[:, :, ::-1])
             for det in self._detectors:

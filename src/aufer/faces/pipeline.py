@@ -7,49 +7,13 @@ from typing import Iterator
 
 import numpy as np
 
-from aufer.faces.align import alignment_matrix, transform_points, warp_crop
-from aufer.faces.base import AlignedFace, Face, FaceDetector, box_iou
+from aufer.faces.align import align_face
+from aufer.faces.base import AlignedFace, FaceDetector
+from aufer.faces.track import IoUTracker
 from aufer.media import Frame, iter_frames
 
+# align_face and IoUTracker live in faces.align / faces.track; they stay importable from here
 __all__ = ["FacePipeline", "IoUTracker", "align_face"]
-
-
-def align_face(image: np.ndarray, face: Face, size: int = 224) -> AlignedFace:
-    """Align one detected face: crop ``(size, size, 3)`` uint8, its matrix and the landmarks in crop pixels."""
-    m = alignment_matrix(face.landmarks, size)
-    return AlignedFace(face=face, crop=warp_crop(image, m, size), matrix=m, landmarks=transform_points(face.landmarks, m))
-
-
-class IoUTracker:
-    """Greedy frame-to-frame face tracker: a face keeps its ``face_id`` while its box overlaps (IoU ≥
-    ``min_iou``) the box of a track seen in the last ``max_age`` frames; new faces get new ids (0, 1, ...)."""
-
-    def __init__(self, min_iou: float = 0.3, max_age: int = 12):
-        self.min_iou, self.max_age = min_iou, max_age
-        self._tracks: dict[int, tuple[np.ndarray, int]] = {}  # id -> (box, last frame)
-        self._next = 0
-        self._t = -1
-
-    def update(self, boxes: list[np.ndarray]) -> list[int]:
-        """Ids for the boxes (``x, y, w, h`` pixels) of the next frame, in the order given."""
-        self._t += 1
-        self._tracks = {k: v for k, v in self._tracks.items() if self._t - v[1] <= self.max_age}
-        pairs = sorted(((box_iou(b, tb), i, k) for i, b in enumerate(boxes) for k, (tb, _) in self._tracks.items()),
-                       reverse=True)
-        ids: list[int | None] = [None] * len(boxes)
-        used = set()
-        for iou, i, k in pairs:
-            if iou < self.min_iou:
-                break
-            if ids[i] is None and k not in used:
-                ids[i] = k
-                used.add(k)
-        for i, b in enumerate(boxes):
-            if ids[i] is None:
-                ids[i] = self._next
-                self._next += 1
-            self._tracks[ids[i]] = (np.asarray(b, dtype=np.float64), self._t)
-        return ids  # type: ignore[return-value]
 
 
 class FacePipeline:

@@ -39,9 +39,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-__all__ = ["FaceStore", "StoredFrame", "StoreError"]
+from aufer.faces.landmarks import N_LANDMARKS
 
-N_LANDMARKS = 478
+__all__ = ["FaceStore", "StoredFrame", "StoreError"]
 
 
 class StoreError(ValueError):

@@ -4,8 +4,8 @@ Work is split into jobs (a sequence, or a slice of one), run in parallel worker 
 face pipeline and commit their frames to the store every ``commit_every`` frames. A rerun asks the store what is
 already there and does only the rest, so a ``kill -9`` loses at most the frames in flight (uncommitted batches).
 
-Per frame, the *primary* face is kept: the face overlapping the previous frame's face most (IoU ≥ 0.3), else
-the largest. A frame without a face is stored with ``detected = 0`` and the crop given by the last alignment of
+Per frame, the *primary* face is kept (:func:`aufer.faces.track.primary_face`): the face overlapping the previous
+frame's face most (IoU ≥ 0.3), else the largest. A frame without a face is stored with ``detected = 0`` and the crop given by the last alignment of
 the same job (or, before any face was seen, the central square of the frame), with the last landmarks (or
 zeros): the frame keeps its place in the sequence, and the flag says not to trust it.
 """
@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aufer.faces.align import align_face, centre_matrix, warp_crop
+from aufer.faces.landmarks import N_LANDMARKS
+from aufer.faces.track import primary_face
+from aufer.media import MediaError, iter_video, list_images, read_image
 from aufer.readers.records import ClipRecords, FrameRecords
 from aufer.store.facestore import FaceStore, StoredFrame
-from aufer.faces.base import box_iou
-from aufer.faces.pipeline import align_face
-from aufer.media import MediaError, iter_video, list_images, read_image
 
 __all__ = ["prepare", "plan_jobs", "Job"]
 
@@ -142,24 +143,6 @@ def _init_worker(store_path: str, crop_size: int, max_faces: int, min_score: flo
         _STATE["error"] = f"{e.__class__.__name__}: {e}"
 
 
-def _primary(faces, prev_box):
-    if not faces:
-        return None
-    if prev_box is not None:
-        ious = [box_iou(f.box, prev_box) for f in faces]
-        k = int(np.argmax(ious))
-        if ious[k] >= 0.3:
-            return faces[k]
-    return max(faces, key=lambda f: f.box[2] * f.box[3])
-
-
-def _centre_matrix(shape, size: int) -> np.ndarray:
-    h, w = shape[:2]
-    side = min(h, w)
-    s = size / side
-    return np.array([[s, 0, -s * (w - side) / 2], [0, s, -s * (h - side) / 2]])
-
-
 def _frames_of(job: Job):
     """``(frame number, image or None, error)`` for the job's frames, in order."""
     if not job.video:
@@ -198,18 +181,18 @@ def _run_job(job: Job, commit_every: int = 32) -> dict:
         if img is None:
             errors.append(err)
             crop = np.zeros((size, size, 3), np.uint8)
-            batch.append(StoredFrame(f, crop, np.zeros((478, 3)), np.full(4, np.nan), 0.0, False))
+            batch.append(StoredFrame(f, crop, np.zeros((N_LANDMARKS, 3)), np.full(4, np.nan), 0.0, False))
         else:
-            face = _primary(det.detect(img), prev_box)
+            face = primary_face(det.detect(img), prev_box)
             if face is not None:
                 a = align_face(img, face, size)
                 prev_box, prev_m, prev_lm = face.box, a.matrix, a.landmarks
                 batch.append(StoredFrame(f, a.crop, a.landmarks, face.box, face.score, True))
                 n_det += 1
             else:
-                m = prev_m if prev_m is not None else _centre_matrix(img.shape, size)
-                crop = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                lm = prev_lm if prev_lm is not None else np.zeros((478, 3))
+                m = prev_m if prev_m is not None else centre_matrix(img.shape, size)
+                crop = warp_crop(img, m, size)
+                lm = prev_lm if prev_lm is not None else np.zeros((N_LANDMARKS, 3))
                 batch.append(StoredFrame(f, crop, lm, np.full(4, np.nan), 0.0, False))
         n += 1
         if len(batch) >= commit_every:
