@@ -169,6 +169,10 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
     joint = _loaders(data, recipe, info)
     joint.set_epoch(1)
+    for kind, ld in (("au", joint.au_loader), ("expr", joint.expr_loader)):
+        if ld is not None and len(ld) == 0:
+            raise RecipeError(f"data.{kind}: the training part gives {len(ld.dataset)} clips per process, fewer than "
+                              f"data.{kind}.batch_size = {ld.batch_size}; lower the batch size")
     steps_per_epoch = len(joint)
     if recipe.train.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, recipe.train.max_steps_per_epoch)
