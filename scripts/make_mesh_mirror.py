@@ -6,13 +6,12 @@ algorithm). Writes src/aufer/data/mesh_mirror.json. Run: python scripts/make_mes
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from aufer.bundled import bundled_faces, data_dir
-from aufer.synth.facs_warp import _canonical_matrix
+from aufer.synth.patterns import canonical_matrix
 from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
 from aufer.media import read_image
 
@@ -22,7 +21,7 @@ def main() -> None:
     shapes = []
     for path in bundled_faces().query("expression == 'neutral'").path:
         lm = det.detect(read_image(path))[0].landmarks
-        m = _canonical_matrix(lm)
+        m = canonical_matrix(lm)
         shapes.append(lm[:, :2] @ m[:, :2].T + m[:, 2])
     mean = np.mean(shapes, 0)
     mirrored = mean * [-1, 1]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from aufer import vocab
-from aufer.synth import facs_warp as synth
+from aufer import synth
 from aufer.media import read_image
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)

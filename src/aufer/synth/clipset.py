@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
+
+from aufer.readers.records import ClipRecords, FrameRecords
+from aufer.store.facestore import FaceStore, StoredFrame
 
 __all__ = ["ClipSet"]
 
@@ -76,10 +80,6 @@ class ClipSet:
         return ClipSet(**{n: getattr(self, n)[idx] for n in self._ARRAYS}, aus=self.aus, emotions=self.emotions,
                        notes=list(self.notes))
 
-    def where_identity(self, identities) -> "ClipSet":
-        """Clips whose identity is in ``identities``."""
-        return self.subset(np.isin(self.identity, list(identities)))
-
     @staticmethod
     def concat(sets: Sequence["ClipSet"]) -> "ClipSet":
         """Stack clip sets with the same T, crop size, AU list and emotions.
@@ -98,7 +98,8 @@ class ClipSet:
         return ClipSet(**{n: np.concatenate([getattr(s, n) for s in sets]) for n in first._ARRAYS},
                        aus=first.aus, emotions=first.emotions, notes=notes)
 
-    def to_store(self, store, prefix: str, kind: str, dataset: str = "FACS-warp"):
+    def to_store(self, store: FaceStore, prefix: str, kind: str,
+                 dataset: str = "FACS-warp") -> FrameRecords | ClipRecords:
         """Write the clips into a :class:`~aufer.store.facestore.FaceStore` (one sequence ``{prefix}/{i:05d}`` per
         clip, frames ``0..T-1``; sequences already complete are skipped) and return their records, so that
         in-memory data (e.g. SYNTHETIC FACS-warp clips) go through the same store, samplers and loaders as a
@@ -112,11 +113,6 @@ class ClipSet:
         Raises:
             ValueError: for another ``kind``, or a crop size different from the store's.
         """
-        import pandas as pd  # noqa: PLC0415
-
-        from aufer.readers.records import ClipRecords, FrameRecords  # noqa: PLC0415
-        from aufer.store.facestore import StoredFrame  # noqa: PLC0415
-
         if kind not in ("au", "expr"):
             raise ValueError(f"kind must be 'au' or 'expr', not {kind!r}")
         if store.crop_size != self.crop_size:
