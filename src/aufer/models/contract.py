@@ -38,7 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-__all__ = ["JointModel", "param_groups", "probabilities", "flip_average", "mirror_landmarks"]
+__all__ = ["JointModel", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size"]
 
 
 @runtime_checkable
@@ -93,6 +93,17 @@ def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
             raise ValueError(f"trainable parameter {names[id(p)]!r} is in no parameter group "
                              f"(groups: {', '.join(groups)})")
     return {g: v for g, v in groups.items() if v}
+
+
+def crop_size(model: nn.Module) -> int:
+    """Side in pixels of the aligned face crop to feed ``model``: ``default_cfg["crop_size"]``, else its
+    ``input_size``.
+
+    Raises:
+        AttributeError: if the model declares neither.
+    """
+    size = (getattr(model, "default_cfg", None) or {}).get("crop_size")
+    return int(size if size is not None else model.input_size)
 
 
 def mirror_landmarks(landmarks: torch.Tensor, width: int) -> torch.Tensor:
