@@ -406,6 +406,21 @@ def test_store_datasets_resume_exactly(stores):
     assert au_ds.epoch == ex_ds.epoch == 4
 
 
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches(stores):
+    """Workers (re-created per epoch, each with its own store connection) see the dataset's epoch and the
+    sampler's start: the same batches as main-process loading, resumed or not."""
+    au_store, au_rec, _, _ = stores
+    ds = AUWindowDataset(au_store, au_rec, length=4, train=True, seed=3)
+    got = {}
+    for workers in (0, 2):
+        ld = make_loader(ds, 3, train=True, workers=workers, seed=5)
+        joint = JointLoader(ld, None)
+        joint.set_epoch(2, start_step=1)
+        got[workers] = [b["crops"].sum().item() for b, _ in joint] + [len(ds)]
+    assert got[0] == got[2] and len(got[0]) > 2
+
+
 def test_store_loader_is_compatible(stores):
     au_store, au_rec, _, _ = stores
     ds = AUWindowDataset(au_store, au_rec, length=4, train=False)

@@ -119,7 +119,9 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, workers: int 
         drop_last: drop the last partial batch (default: ``train``).
 
     Returns:
-        the loader; ``loader.sampler`` is the :class:`EpochSampler`.
+        the loader; ``loader.sampler`` is the :class:`EpochSampler`. Under ``world_size > 1`` the sampler pads
+        with repeated items (as ``DistributedSampler``); for evaluation, shard without padding instead (e.g. a
+        ``Subset`` per rank with ``world_size=1``) so that no item counts twice.
 
     Raises:
         ValueError: ``batch_size < 1`` or as :class:`EpochSampler`.
