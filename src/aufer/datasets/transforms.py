@@ -4,7 +4,8 @@ One random draw per clip (crop box, flip, similarity jitter, colour factors) is 
 frame and to the landmarks, as the reference code bases do (MDHR ``dataset.py``, SSM ``sync_transform``). All
 geometry (resize, crop, rotation/scale/shift, flip) is composed into one 2×3 affine matrix per clip (one
 ``cv2.warpAffine`` per frame, no intermediate images), and the colour jitter into one affine colour map per frame
-(``cv2.transform``). A 16-frame 256 → 224 clip takes a few milliseconds.
+(``cv2.transform``). A 16-frame 256 → 224 clip takes a few milliseconds. Sampling is bilinear without
+antialiasing: exact enough for the reference ×0.875 (256 → 224); strong downscaling (e.g. to 112) aliases.
 
 Reference recipes as :class:`ClipTransform` fields (the store crop side is 256 for these):
 
@@ -70,7 +71,9 @@ class ClipTransform:
 
     Attributes:
         size: output side in pixels; ``None`` = the input crop side ``S``.
-        resize: first resize the crop to this side (MDHR/SSM ``Resize(256)``); ``None`` = keep ``S``.
+        resize: first resize the crop to this side (MDHR/SSM ``Resize(256)``); ``None`` = keep ``S``. It only
+            matters for the fixed-size crops (``random``, ``center``, ``test_crop="center"``) and sets the
+            pixel grid of ``random_resized`` boxes.
         crop: ``"none"`` (the whole resized crop), ``"random"`` (a uniformly placed ``size × size`` window,
             torchvision ``RandomCrop``), ``"random_resized"`` (a box of area fraction ``U(crop_scale)`` and
             log-uniform aspect ratio in ``crop_ratio``, resized to ``size``, torchvision ``RandomResizedCrop``)
@@ -78,9 +81,9 @@ class ClipTransform:
         crop_scale: area fraction range of ``random_resized``, ``0 < low ≤ high ≤ 1`` (SSM: 0.8–1.0).
         crop_ratio: aspect-ratio (w/h) range of ``random_resized``, ``0 < low ≤ high`` (SSM: 0.9–1.1).
         hflip: flip probability in ``[0, 1]``.
-        rotation: maximum rotation in degrees (uniform in ``±rotation``), ``≥ 0``.
+        rotation: maximum rotation in degrees (uniform in ``±rotation``), in ``[0, 180]``.
         scale: maximum relative zoom (uniform in ``1 ± scale``), in ``[0, 1)``.
-        shift: maximum translation per axis as a fraction of ``size``, ``≥ 0``.
+        shift: maximum translation per axis as a fraction of ``size``, in ``[0, 1]``.
         brightness, contrast, saturation: jitter amplitude ``x`` in ``[0, 1]``: factor ``~ U[1 − x, 1 + x]``
             (MDHR's U(0.6, 1.4) is 0.4); 0 disables it.
         test_crop: evaluation geometry: ``"resize"`` (the whole crop resized to ``size``, MDHR test
