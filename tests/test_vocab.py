@@ -66,14 +66,6 @@ def test_au_dfer_tables():
     assert (minor[emos.index("happiness")] == 1).all() and not (minor[emos.index("disgust")] == 1).all()
 
 
-def test_fold_partitions_match_protocol():
-    p = vocab.protocol("BP4D")
-    assert vocab.fold_test_subjects("BP4D", 1) == tuple(p["partitions"]["part3"])
-    assert vocab.fold_test_subjects("BP4D", 1, naming="ssm") == tuple(p["partitions"]["part1"])
-    every = [s for f in (1, 2, 3) for s in vocab.fold_test_subjects("DISFA", f)]
-    assert len(every) == len(set(every)) == 27
-
-
 def test_base_rates_come_from_label_stats():
     r = vocab.au_base_rates([12, 9, 5])
     assert r[12] == vocab.reference("label_stats")["BP4D"]["base_rate"]["AU12"]

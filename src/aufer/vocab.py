@@ -28,7 +28,7 @@ __all__ = [
     "data_path", "read_json",
     "reference", "normalisation", "au_names", "au_name", "au_code", "au_region", "emotions", "EMOTIONS_7", "EMOTIONS_11",
     "canonical_emotion", "dataset_aus", "openface_aus", "ssm_prior", "ssm_descriptions", "ckplus_prior",
-    "emfacs_prototypes", "au_dfer_weights", "au_dfer_pos_weight", "protocol", "fold_test_subjects",
+    "emfacs_prototypes", "au_dfer_weights", "au_dfer_pos_weight", "protocol",
     "au_base_rates",
 ]
 
@@ -247,18 +247,6 @@ def protocol(dataset: str) -> dict:
     """Protocol facts of a benchmark (``BP4D``, ``DISFA``, ``DFEW``, ``FERV39K``, ``MAFW``) from protocols.json."""
     protos = reference("protocols")
     return protos[_dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict)])]
-
-
-def fold_test_subjects(dataset: str, fold: int, naming: str = "me_graphau_mdhr") -> tuple[str, ...]:
-    """Test subjects of a 3-fold AU benchmark fold (1-based). ``naming``: ``me_graphau_mdhr`` (ME-GraphAU/MDHR:
-    fold1 tests part3) or ``ssm`` (SSM: fold1 tests part1). Source: protocols.json.
-
-    Raises:
-        KeyError: for an unknown naming or fold.
-    """
-    p = protocol(dataset)
-    part = p["fold_test_partition"][naming][str(int(fold))]
-    return tuple(p["partitions"][part])
 
 
 def au_base_rates(aus: Iterable[int], sources: Sequence[str] = ("BP4D", "DISFA")) -> dict[int, float]:
