@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from aufer.bundled import bundled_video, template_landmarks
 from aufer.faces import landmarks as L
@@ -9,6 +10,7 @@ from aufer.faces.track import IoUTracker, primary_face
 from aufer.media import read_image
 
 
+@pytest.mark.slow
 def test_pupils_match_human_placement(detector, faces_df):
     """Acceptance test: on the 142 bundled neutral photos, the pupil centres found by the pipeline lie within 3%
     of the inter-ocular distance of the human-placed template points 0 and 1 for at least 95% of the photos."""

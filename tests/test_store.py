@@ -175,6 +175,7 @@ def test_mixed_vocabulary_and_joint_loader_masks(bp4d, disfa, dfew):
     assert b.epoch == d.epoch == 3
 
 
+@pytest.mark.slow
 def test_prepare_resumes_after_kill_9(tmp_path):
     make_fake_disfa(tmp_path, subjects=("SN001", "SN002", "SN003"), n_frames=60)
     store = tmp_path / "s.sqlite"
@@ -208,6 +209,7 @@ def test_prepare_resumes_after_kill_9(tmp_path):
     assert len(s.frame_table()) == 180 and s.sequences()["done"].all()
 
 
+@pytest.mark.slow
 def test_prepare_mixed_frame_folders_and_videos_in_parallel(tmp_path):
     from fakes import make_fake_mafw
 

@@ -41,6 +41,7 @@ def test_required_aus_are_rendered():
     assert {1, 2, 4, 5, 12, 15, 20, 25, 26} <= set(synth.SYNTH_AUS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("au", synth.SYNTH_AUS)
 def test_pipeline_sees_each_au_move_monotonically(detector, bases, au):
     """Acceptance test: running the face pipeline on a warped face moves the AU's target landmarks in the AU's
