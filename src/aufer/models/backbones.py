@@ -8,6 +8,8 @@ built from its config with random initialisation.
 
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn as nn
 
@@ -79,7 +81,8 @@ class HFBackbone(nn.Module):
     def hf_config(self) -> dict:
         """The backbone's transformers config as a JSON-ready dict (``model_type`` included): passed back as
         ``config`` it rebuilds the same architecture without files or network."""
-        return self.net.config.to_dict() | {"model_type": self.net.config.model_type}
+        cfg = json.loads(self.net.config.to_json_string(use_diff=False))  # JSON-safe (dtypes as strings)
+        return cfg | {"model_type": self.net.config.model_type}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` → ``(N, D)``."""
