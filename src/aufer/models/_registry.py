@@ -188,7 +188,7 @@ def _model_cfg(cfg: dict, args: dict) -> dict:
     for k in cfg:
         if k in args:
             out[k] = args[k]
-    if "input_size" in args and cfg.get("crop_size") == cfg.get("input_size"):
+    if "input_size" in args and "crop_size" in cfg and cfg["crop_size"] == cfg.get("input_size"):
         out["crop_size"] = args["input_size"]
     if "norm" in out and (out["norm"] != cfg.get("norm") or "mean" not in out):
         from aufer import vocab  # noqa: PLC0415
