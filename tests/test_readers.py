@@ -155,6 +155,9 @@ def test_disfa_frame_count_mismatches(tmp_path):
     with pytest.raises(LayoutError, match="has 12 frames but labels go up to frame 13"):
         read_disfa(tmp_path)
     assert len(read_disfa(tmp_path, check_videos=False)) == 13
+    fake["videos"]["SN003"].write_bytes(b"not a video")
+    with pytest.raises(LayoutError, match=r"LeftVideoSN003_comp.avi: cannot be opened as a video"):
+        read_disfa(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ DFEW

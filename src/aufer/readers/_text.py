@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from aufer import vocab
-from aufer.readers.records import IMAGE_EXTENSIONS, ClipRecords, FrameRecords, check_layout
+from aufer.media import IMAGE_EXTS
+from aufer.readers.records import ClipRecords, FrameRecords, check_layout
 
 __all__ = ["SUBJECT_NAME", "read_lines", "read_csv_rows", "parse_int", "class_index", "folder_has_images",
-           "note_label", "collect_split", "check_disjoint", "build_frame_records", "report_missing",
-           "build_clip_records"]
+           "note_label", "collect_split", "check_disjoint", "frame_folder", "clip_rows", "build_frame_records",
+           "report_missing", "build_clip_records"]
 
 #: subject folder names of the AU benchmarks: letters then digits (BP4D ``F001``, DISFA ``SN001``)
 SUBJECT_NAME = re.compile(r"^[A-Za-z]+\d+$")
@@ -101,9 +102,9 @@ def class_index(name: str, classes: Sequence[str]) -> int | None:
 
 
 def folder_has_images(folder: Path) -> bool:
-    """Whether ``folder`` is a directory holding at least one image file (any of ``IMAGE_EXTENSIONS``)."""
+    """Whether ``folder`` is a directory holding at least one image file (any of :data:`aufer.media.IMAGE_EXTS`, the extensions prepare decodes)."""
     try:
-        return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in Path(folder).iterdir())
+        return any(p.suffix.lower() in IMAGE_EXTS for p in Path(folder).iterdir())
     except (FileNotFoundError, NotADirectoryError):
         return False
 
@@ -144,6 +145,28 @@ def check_disjoint(parts: dict[str, list[str]], where: str, problems: list[str])
     both = sorted(set(parts["train"]) & set(parts["test"]))
     if both:
         problems.append(f"{where}: {len(both)} clip(s) in both train and test, e.g. {both[0]}")
+
+
+def frame_folder(folder: Path) -> tuple[Path | None, str]:
+    """``(folder, "")`` if ``folder`` holds images, else ``(None, why)`` (the folder is missing or holds none)."""
+    if folder_has_images(folder):
+        return folder, ""
+    return None, f"frame folder {folder} {'holds no image' if Path(folder).is_dir() else 'missing'}"
+
+
+def clip_rows(labels: dict[str, tuple[int, str]],
+              locate: Callable[[str], tuple[Path | None, str]]) -> tuple[list[dict], list[str]]:
+    """Rows ``{clip, subject, media, label}`` (``subject`` = the clip: the expression benchmarks name no
+    subjects) of the clips in ``labels`` (``{clip: (label, where listed)}``), and one line per clip whose media
+    ``locate(clip)`` does not find (it returns ``(path, "")`` or ``(None, why)``)."""
+    rows, missing = [], []
+    for clip, (label, where) in labels.items():
+        media, why = locate(clip)
+        if media is None:
+            missing.append(f"clip {clip} (listed at {where}): {why}")
+        else:
+            rows.append({"clip": clip, "subject": clip, "media": str(media), "label": label})
+    return rows, missing
 
 
 def build_frame_records(dataset: str, root: str | Path, aus: Sequence[int], columns: dict[str, Sequence],

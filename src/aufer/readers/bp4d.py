@@ -13,8 +13,9 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
+from aufer.media import IMAGE_EXTS
 from aufer.readers._text import SUBJECT_NAME, build_frame_records, parse_int, read_csv_rows, report_missing
-from aufer.readers.records import IMAGE_EXTENSIONS, FrameRecords, LayoutError, check_layout
+from aufer.readers.records import FrameRecords, LayoutError, check_layout
 
 __all__ = ["read_bp4d", "FRAME_DIRS", "LABEL_DIR"]
 
@@ -175,7 +176,7 @@ def _sequence_images(folder: Path, frames: list[int], sequence: str, missing: li
         return {}
     images: dict[int, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit():
+        if p.suffix.lower() in IMAGE_EXTS and p.stem.isdigit():
             images.setdefault(int(p.stem), p)
     absent = [f for f in frames if f not in images]
     if absent:

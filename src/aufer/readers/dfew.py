@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers._text import build_clip_records, check_disjoint, collect_split, folder_has_images, parse_int, read_csv_rows
+from aufer.readers._text import (build_clip_records, check_disjoint, clip_rows, collect_split, frame_folder, parse_int,
+                                read_csv_rows)
 from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_dfew", "SPLIT_DIR", "SPLIT_FOLDERS", "FRAME_SETS"]
@@ -69,16 +70,7 @@ def read_dfew(root: str | Path, frames: str = "clip_224x224_16f", strict: bool =
         folds[str(k)] = parts
     check_layout("DFEW", root, problems, _HINT)
 
-    missing: list[str] = []
-    rows = []
-    for clip, (label, where) in labels.items():
-        folder = frame_root / clip
-        if not folder.is_dir():
-            missing.append(f"clip {clip} (listed at {where}): frame folder {folder} missing")
-        elif not folder_has_images(folder):
-            missing.append(f"clip {clip} (listed at {where}): frame folder {folder} holds no image")
-        else:
-            rows.append({"clip": clip, "subject": clip, "media": str(folder), "label": label})
+    rows, missing = clip_rows(labels, lambda clip: frame_folder(frame_root / clip))
     notes = [f"DFEW splits from {root / SPLIT_DIR}, frames from {frame_root}"]
     return build_clip_records("DFEW", root, classes, rows, folds, notes, missing, strict, _HINT)
 

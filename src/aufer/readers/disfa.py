@@ -15,6 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from aufer import vocab
+from aufer.media import MediaError, video_info
 from aufer.readers._text import SUBJECT_NAME, build_frame_records, parse_int, read_lines, report_missing
 from aufer.readers.records import FrameRecords, LayoutError, check_layout
 
@@ -168,17 +169,12 @@ def _au_file(path: Path, problems: list[str]) -> dict[int, float] | None:
 
 
 def _check_video(video: Path, last_frame: int, problems: list[str]) -> None:
-    """Compare the container's stated frame count with the last labelled frame (no decoding)."""
-    import av  # noqa: PLC0415
-
+    """Compare the container's stated frame count (:func:`aufer.media.video_info`, no decoding) with the last
+    labelled frame."""
     try:
-        with av.open(str(video)) as container:
-            if not container.streams.video:
-                problems.append(f"{video}: has no video stream")
-                return
-            n = int(container.streams.video[0].frames or 0)
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        problems.append(f"{video}: cannot be opened as a video ({e.__class__.__name__})")
+        n = video_info(video)["n_frames"]
+    except MediaError as e:
+        problems.append(str(e))
         return
     if 0 < n < last_frame:
         problems.append(f"{video}: the video has {n} frames but labels go up to frame {last_frame}")

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers._text import (build_clip_records, check_disjoint, class_index, collect_split, folder_has_images,
+from aufer.readers._text import (build_clip_records, check_disjoint, class_index, clip_rows, collect_split, frame_folder,
                                 read_lines)
 from aufer.readers.records import ClipRecords, check_layout
 
@@ -58,15 +58,7 @@ def read_ferv39k(root: str | Path, strict: bool = True) -> ClipRecords:
     check_layout("FERV39K", root, problems, _HINT)
 
     frame_root = root / FRAME_DIR
-    missing: list[str] = []
-    rows = []
-    for clip, (label, where) in labels.items():
-        folder = frame_root / clip
-        if not folder_has_images(folder):
-            state = "holds no image" if folder.is_dir() else "missing"
-            missing.append(f"clip {clip} (listed at {where}): frame folder {folder} {state}")
-        else:
-            rows.append({"clip": clip, "subject": clip, "media": str(folder), "label": label})
+    rows, missing = clip_rows(labels, lambda clip: frame_folder(frame_root / clip))
     notes = [f"FERV39K split from {split_dir}, frames from {frame_root}"]
     return build_clip_records("FERV39K", root, classes, rows, {"1": parts}, notes, missing, strict, _HINT)
 

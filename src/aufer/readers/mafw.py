@@ -12,8 +12,8 @@ from functools import partial
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers._text import (build_clip_records, check_disjoint, class_index, collect_split, folder_has_images,
-                                read_lines)
+from aufer.readers._text import (build_clip_records, check_disjoint, class_index, clip_rows, collect_split,
+                                folder_has_images, read_lines)
 from aufer.readers.records import ClipRecords, LayoutError, check_layout
 
 __all__ = ["read_mafw", "SPLIT_DIRS", "SPLIT_SUBDIR", "FRAME_DIR", "CLIP_DIR"]
@@ -72,25 +72,20 @@ def read_mafw(root: str | Path, strict: bool = True) -> ClipRecords:
         folds[str(k)] = parts
     check_layout("MAFW", root, problems, _HINT)
 
-    missing: list[str] = []
-    rows = []
-    for clip, (label, where) in labels.items():
-        media = _media(root, clip, names[clip])
-        if media is None:
-            missing.append(f"clip {clip} (listed at {where}): neither frame folder "
-                           f"{root.joinpath(*FRAME_DIR, clip)} nor video {root.joinpath(*CLIP_DIR, names[clip])}")
-        else:
-            rows.append({"clip": clip, "subject": clip, "media": str(media), "label": label})
+    rows, missing = clip_rows(labels, lambda clip: _media(root, clip, names[clip]))
     notes = [f"MAFW splits from {split_root.joinpath(*SPLIT_SUBDIR)}"]
     return build_clip_records("MAFW", root, classes, rows, folds, notes, missing, strict, _HINT)
 
 
-def _media(root: Path, clip: str, name: str) -> Path | None:
+def _media(root: Path, clip: str, name: str) -> tuple[Path | None, str]:
+    """The clip's frame folder if it holds images, else its video file, else ``(None, why)``."""
     frames = root.joinpath(*FRAME_DIR, clip)
     if folder_has_images(frames):
-        return frames
+        return frames, ""
     video = root.joinpath(*CLIP_DIR, name)
-    return video if video.is_file() else None
+    if video.is_file():
+        return video, ""
+    return None, f"neither frame folder {frames} nor video {video}"
 
 
 def _read_split(path: Path, classes: tuple[str, ...], labels: dict, names: dict, problems: list[str]) -> list[str]:

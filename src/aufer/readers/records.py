@@ -24,13 +24,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from aufer.media import IMAGE_EXTS, VIDEO_EXTS
-
-__all__ = ["LayoutError", "FrameRecords", "ClipRecords", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "check_layout"]
-
-# the media module's lists, so that a reader accepts exactly what prepare can decode
-IMAGE_EXTENSIONS = tuple(sorted(IMAGE_EXTS))
-VIDEO_EXTENSIONS = tuple(sorted(VIDEO_EXTS))
+__all__ = ["LayoutError", "FrameRecords", "ClipRecords", "check_layout"]
 
 
 class LayoutError(ValueError):
@@ -55,6 +49,12 @@ def check_layout(dataset: str, root: str | Path, problems: list[str], hint: str 
     """Raise :class:`LayoutError` when ``problems`` is not empty."""
     if problems:
         raise LayoutError(dataset, root, problems, hint)
+
+
+def _require_columns(table: pd.DataFrame, columns: Sequence[str], owner: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{owner}.table lacks columns {missing}")
 
 
 @dataclass
@@ -87,9 +87,7 @@ class FrameRecords:
 
     def __post_init__(self):
         self.aus = tuple(int(a) for a in self.aus)
-        missing = [c for c in self.COLUMNS if c not in self.table.columns]
-        if missing:
-            raise ValueError(f"FrameRecords.table lacks columns {missing}")
+        _require_columns(self.table, self.COLUMNS, "FrameRecords")
         if self.occurrence.shape != (len(self.table), len(self.aus)):
             raise ValueError(f"occurrence has shape {self.occurrence.shape}, expected {(len(self.table), len(self.aus))}")
         if self.intensity is not None and self.intensity.shape != self.occurrence.shape:
@@ -147,9 +145,7 @@ class ClipRecords:
 
     def __post_init__(self):
         self.classes = tuple(self.classes)
-        missing = [c for c in self.COLUMNS if c not in self.table.columns]
-        if missing:
-            raise ValueError(f"ClipRecords.table lacks columns {missing}")
+        _require_columns(self.table, self.COLUMNS, "ClipRecords")
         if self.table["clip"].duplicated().any():
             dup = self.table["clip"][self.table["clip"].duplicated()].iloc[0]
             raise ValueError(f"clip {dup!r} appears twice")
