@@ -36,6 +36,7 @@ def test_models_lists_registry():
     assert r.returncode == 0 and "aufer_tiny" in r.stdout
 
 
+@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
     """`aufer demo --quick` runs every stage and leaves a complete run folder; `aufer predict` then uses it."""
     run = tmp_path / "runs" / "quick"
@@ -72,21 +73,23 @@ def _tiny_checkpoint(folder):
     save_model(create_model("aufer_tiny", aus=(1, 12), input_size=32, width=8, dim=16), folder / "model")
 
 
-def test_shipped_demo_config_matches_defaults():
+def test_shipped_demo_recipes_are_valid_and_configs_builds_on_the_package_copy():
     from pathlib import Path
 
-    from aufer.demo import DemoConfig
+    from aufer.demo import DemoSettings, demo_recipe
+    from aufer.engine.recipe import build_section, load, read
 
-    cfg = DemoConfig.from_yaml(Path(__file__).parents[1] / "configs" / "demo.yaml")
-    assert cfg == DemoConfig()
+    root = Path(__file__).parents[1]
+    shipped = read(root / "configs" / "demo" / "aufer-tiny_facswarp-london_16e.yaml")
+    packaged = read(demo_recipe())
+    assert {k: v for k, v in shipped.items() if k != "name"} == {k: v for k, v in packaged.items() if k != "name"}
+    for path in (demo_recipe(), demo_recipe(quick=True)):
+        raw = read(path)
+        assert build_section(DemoSettings, raw["extra"], "extra").crop_size == 112
+        load(path, values={"data": {"au": {"store": "a"}, "expr": {"store": "b"}}})  # validates every key
 
 
-def test_demo_config_rejects_unknown_settings(tmp_path):
-    from aufer.demo import DemoConfig
-
-    p = tmp_path / "bad.yaml"
-    p.write_text("epochz: 3\n")
-    with pytest.raises(ValueError, match="epochz"):
-        DemoConfig.from_yaml(p)
-    r = _aufer("demo", "--config", str(p), cwd=tmp_path)
-    assert r.returncode == 2 and "epochz" in r.stderr and "Traceback" not in r.stderr
+def test_demo_rejects_unknown_settings(tmp_path):
+    r = _aufer("demo", "--set", "extra.epochz=3", "--out", str(tmp_path / "d"), cwd=tmp_path)
+    assert r.returncode == 2 and "extra.epochz" in r.stderr and "Traceback" not in r.stderr
+    assert "n_val_people" in r.stderr  # the valid keys are listed

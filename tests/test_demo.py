@@ -4,22 +4,22 @@ import torch
 
 from aufer import vocab
 from aufer.synth import ClipSet
-from aufer.demo import HAPPY, NEUTRAL, DemoConfig, real_photo_metrics, split_identities
+from aufer.demo import HAPPY, NEUTRAL, DemoSettings, real_photo_metrics, split_identities
 
 LONDON = [f"london/{i:03d}" for i in range(102)]
 CANADA = [f"canada/{i:03d}f" for i in range(40)]
 
 
 def test_split_is_subject_exclusive_and_seeded():
-    cfg = DemoConfig()
+    cfg = DemoSettings()
     a, b = split_identities(LONDON, CANADA, cfg), split_identities(LONDON[::-1], CANADA, cfg)
     assert a == b  # independent of input order
     assert {k: len(v) for k, v in a.items()} == {"test": 34, "val": 14, "au_train": 40, "fe_train": 54}
     every = [i for v in a.values() for i in v]
     assert len(every) == len(set(every)) == 142
-    assert split_identities(LONDON, CANADA, DemoConfig(seed=1))["test"] != a["test"]
+    assert split_identities(LONDON, CANADA, cfg, seed=1)["test"] != a["test"]
     with pytest.raises(ValueError, match="FE-train"):
-        split_identities(LONDON, CANADA, DemoConfig(n_test_people=60, n_val_people=42))
+        split_identities(LONDON, CANADA, DemoSettings(n_test_people=60, n_val_people=42))
 
 
 class _Fake(torch.nn.Module):
@@ -37,9 +37,6 @@ class _Fake(torch.nn.Module):
         au = torch.stack([torch.zeros_like(b), 10 * (b - 0.5)], -1)
         return {"au": au, "expr": expr}
 
-    def probabilities(self, crops, landmarks=None, flip=True):  # brightness is mirror-symmetric: no flip needed
-        out = self(self.preprocess(crops))
-        return torch.sigmoid(out["au"]), torch.softmax(out["expr"], -1)
 
 
 def test_real_photo_metrics(tmp_path):
@@ -52,7 +49,7 @@ def test_real_photo_metrics(tmp_path):
     cs = ClipSet(crops, np.zeros((n, 1, 478, 3), np.float32), np.full((n, 1, 2), -1, np.int8),
                  np.full((n, 1, 2), np.nan, np.float32), np.array([k[1] for k in keys]), np.array([k[0] for k in keys]),
                  np.full(n, "real"), np.ones((n, 1), bool), (1, 12), vocab.EMOTIONS_7)
-    from aufer.datasets.loaders import ExprClipDataset
+    from aufer.datasets.clips import ExprClipDataset
     from aufer.store.facestore import FaceStore
 
     store = FaceStore(tmp_path / "s.sqlite", "a", crop_size=8, codec="png")  # lossless: brightness kept exactly

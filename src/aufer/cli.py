@@ -81,30 +81,27 @@ def _latest_run() -> Path | None:
 @app.command()
 def demo(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/demo-<date-time>)"),
-    config: Optional[Path] = typer.Option(None, help="YAML file of demo settings (see configs/demo.yaml)"),
+    config: Optional[Path] = typer.Option(None, help="a demo recipe (default: the packaged one; see configs/demo/)"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="override a recipe key, e.g. --set extra.n_val_people=10"),
     epochs: Optional[int] = typer.Option(None, help="override the number of training epochs"),
     workers: Optional[int] = typer.Option(None, help="processes for synthetic data generation"),
     quick: bool = typer.Option(False, help="a small, fast configuration (smoke test; metrics are not meaningful)"),
 ):
     """Train the joint AU + expression model on the bundled faces (real photos + SYNTHETIC FACS-warp data),
     report test metrics of held-out people, and analyse the bundled video."""
-    from aufer.demo import DemoConfig, run_demo  # noqa: PLC0415
+    def run():
+        from aufer.demo import run_demo  # noqa: PLC0415
 
-    overrides = {"epochs": epochs, "workers": workers}
-    try:
-        if config is not None:
-            if not config.is_file():
-                raise UserError(f"{config}: no such config file")
-            cfg = DemoConfig.from_yaml(config, **overrides)
-        else:
-            cfg = DemoConfig.quick() if quick else DemoConfig()
-            for k, v in overrides.items():
-                if v is not None:
-                    setattr(cfg, k, v)
-        out_dir = out_dir or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
-        run_demo(out_dir, cfg, console=out)
-    except (UserError, ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        if config is not None and not config.is_file():
+            raise UserError(f"{config}: no such recipe file")
+        overrides = list(sets or [])
+        if epochs is not None:
+            overrides.append(f"train.epochs={epochs}")
+        if workers is not None:
+            overrides.append(f"extra.workers={workers}")
+        target = out_dir or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+        run_demo(target, config, overrides, quick=quick, console=out)
+    _guard(run)
 
 
 @app.command()

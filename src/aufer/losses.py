@@ -105,7 +105,9 @@ def joint_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None
 
 LOSSES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_loss}
 """Recipe losses by name (``train.loss``): ``fn(out_au, out_expr, au_batch, expr_batch, *, ctx, **loss_args)``
-returning a dict with a ``"loss"`` scalar to minimise and detached scalars to log. A method adds its own."""
+returning a dict with a ``"loss"`` scalar to minimise and detached scalars to log. A method adds its own; a
+loss that always needs the fold's AU class weights in ``ctx.au_weight`` sets ``fn.uses_class_weights = True``
+(otherwise the engine computes them only for ``loss_args.class_weights: true``)."""
 
 
 def get_loss(name: str) -> Callable[..., dict[str, torch.Tensor]]:

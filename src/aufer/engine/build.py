@@ -279,12 +279,13 @@ def lr_factor(s: Schedule, t: int, total: int) -> float:
     """The learning-rate multiplier at schedule position ``t`` (0-based step or epoch) of ``total``: linear
     warm-up from ``warmup_start`` over ``warmup`` units, then constant, cosine to ``min_lr_ratio``, multistep
     (× ``gamma`` at each milestone) or one-cycle (cosine rise over ``pct_start`` of the run, cosine fall)."""
-    if s.name == "onecycle":
-        rise = max(1.0, s.pct_start * total)
-        if t < rise:
-            return 0.04 + 0.96 * (1 - math.cos(math.pi * t / rise)) / 2
-        frac = (t - rise) / max(1.0, total - rise)
-        return 1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
+    if s.name == "onecycle":  # as torch.optim.lr_scheduler.OneCycleLR (cosine; div_factor 25, final_div_factor 1e4)
+        start, end = 1 / 25, 1 / 25 / 1e4
+        rise = max(1.0, s.pct_start * total - 1)
+        if t <= rise:
+            return 1 + (start - 1) * (1 + math.cos(math.pi * t / rise)) / 2
+        frac = min(1.0, (t - rise) / max(1.0, total - 1 - rise))
+        return end + (1 - end) * (1 + math.cos(math.pi * frac)) / 2
     if s.warmup > 0 and t < s.warmup:
         return s.warmup_start + (1 - s.warmup_start) * t / s.warmup
     if s.name == "constant":

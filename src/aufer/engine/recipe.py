@@ -26,7 +26,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 __all__ = ["RecipeError", "Recipe", "DataSource", "Data", "ModelSpec", "Optim", "Schedule", "Train", "Select",
-           "load", "from_dict", "to_dict", "dump", "parse_set"]
+           "load", "read", "from_dict", "to_dict", "dump", "parse_set", "build_section"]
 
 
 class RecipeError(ValueError):
@@ -227,6 +227,16 @@ def _build(cls, values: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+def build_section(cls, values: dict | None, prefix: str):
+    """Validate a free section of a recipe (e.g. the demo's ``extra``) against another dataclass schema, with
+    the same messages as the recipe's own keys.
+
+    Raises:
+        RecipeError: an unknown key or a value of the wrong type.
+    """
+    return _build(cls, dict(values or {}), prefix)
+
+
 def from_dict(values: dict) -> Recipe:
     """A :class:`Recipe` from a plain mapping (as read from YAML).
 
@@ -326,6 +336,17 @@ def _resolve_paths(values: dict, folder: Path) -> None:
     model = values.get("model")
     if isinstance(model, dict) and "checkpoint" in model:
         model["checkpoint"] = fix(model["checkpoint"])
+
+
+def read(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The merged, unvalidated mapping of a recipe file (base files, then the file, then ``overrides``).
+
+    Raises:
+        RecipeError: a missing or invalid file.
+    """
+    data = _read_yaml(Path(path))
+    data.setdefault("name", Path(path).stem)
+    return _merge(data, parse_set(list(overrides)))
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), values: dict | None = None) -> Recipe:

@@ -188,14 +188,19 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
 
         ema = AveragedModel(core, multi_avg_fn=get_ema_multi_avg_fn(recipe.train.ema), use_buffers=True)
     eval_model = ema.module if (ema is not None and recipe.train.ema_eval) else core
-    cw = B.class_weights(data.au, data.aus)
-    ctx = StepContext(device=info.device, loss=LossContext(au_weight=torch.as_tensor(cw, dtype=torch.float32,
-                      device=info.device) if cw is not None else None), optimizer=optimizer, args=dict(recipe.train.step_args))
     loss_args = dict(recipe.train.loss_args)
     try:
         base_loss, step_fn = get_loss(recipe.train.loss), get_step(recipe.train.step)
     except KeyError as e:
         raise RecipeError(f"train: {e.args[0]}") from None
+    cw = None
+    if loss_args.get("class_weights") or getattr(base_loss, "uses_class_weights", False):
+        try:
+            cw = B.class_weights(data.au, data.aus)
+        except ValueError as e:
+            raise RecipeError(f"AU class weights of the training fold: {e}") from None
+    ctx = StepContext(device=info.device, loss=LossContext(au_weight=torch.as_tensor(cw, dtype=torch.float32,
+                      device=info.device) if cw is not None else None), optimizer=optimizer, args=dict(recipe.train.step_args))
 
     def loss_fn(*a, **k):
         return base_loss(*a, **k, **loss_args)
