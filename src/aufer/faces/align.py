@@ -1,8 +1,9 @@
 """Five-point similarity alignment of a face to aufer's canonical crop.
 
 Alignment is a pure function of the landmarks: the five points (eye centres, nose tip, mouth corners) are
-taken from the 478-point mesh (:func:`aufer.faces.landmarks.five_points`, re-exported here) and mapped by a least-squares similarity (rotation, uniform scale,
-translation; Umeyama 1991) onto the canonical template of ``data/alignment.json``.
+taken from the 478-point mesh (:func:`aufer.faces.landmarks.five_points`, re-exported here) and mapped by a
+least-squares similarity (rotation, uniform scale, translation; Umeyama 1991) onto the canonical template of
+``data/alignment.json``.
 """
 
 from __future__ import annotations

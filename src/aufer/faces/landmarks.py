@@ -15,6 +15,8 @@ from aufer.vocab import read_json
 
 #: points of the refined MediaPipe mesh: 468 face-mesh points + 10 iris points
 N_LANDMARKS = 478
+#: face-mesh points; the iris points follow them (indices N_MESH_POINTS .. N_LANDMARKS - 1)
+N_MESH_POINTS = 468
 
 # eye corners (image-left eye: outer 33, inner 133; image-right eye: inner 362, outer 263)
 EYE_L_OUTER, EYE_L_INNER, EYE_R_INNER, EYE_R_OUTER = 33, 133, 362, 263
@@ -71,7 +73,7 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
         ValueError: if ``landmarks`` is not ``(N >= 468, 2 or 3)``.
     """
     lm = np.asarray(landmarks, dtype=np.float64)
-    if lm.ndim != 2 or lm.shape[0] < 468 or lm.shape[1] < 2:
+    if lm.ndim != 2 or lm.shape[0] < N_MESH_POINTS or lm.shape[1] < 2:
         raise ValueError(f"expected MediaPipe mesh landmarks of shape ({N_LANDMARKS}, 2|3), got {lm.shape}")
     xy = lm[:, :2]
     return np.stack([

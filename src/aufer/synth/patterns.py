@@ -123,12 +123,14 @@ def gates(c: np.ndarray) -> dict[str, np.ndarray]:
                           np.array([c[L.MOUTH_L, 1], mouth_mid[1], c[L.MOUTH_R, 1]]))
     below = (y > mouth_y) & ~upper_lip
     below |= lower_lip
-    eye_pts = np.isin(idx, L.UPPER_LID_L + L.LOWER_LID_L + L.UPPER_LID_R + L.LOWER_LID_R + (33, 133, 362, 263)) | (idx >= 468)
+    eye_pts = np.isin(idx, L.UPPER_LID_L + L.LOWER_LID_L + L.UPPER_LID_R + L.LOWER_LID_R
+                      + (L.EYE_L_OUTER, L.EYE_L_INNER, L.EYE_R_INNER, L.EYE_R_OUTER))
+    eye_pts |= idx >= L.N_MESH_POINTS
     lid_top = min(c[list(L.UPPER_LID_L + L.UPPER_LID_R), 1])
     # per-side eye line (through the eye corners) for the eye gates
     left = x < 0
     eye_y = np.where(left, (c[L.EYE_L_OUTER, 1] + c[L.EYE_L_INNER, 1]) / 2, (c[L.EYE_R_OUTER, 1] + c[L.EYE_R_INNER, 1]) / 2)
-    iris = idx >= 468
+    iris = idx >= L.N_MESH_POINTS
     upper_lid = np.isin(idx, L.UPPER_LID_L + L.UPPER_LID_R)
     lower_lid = np.isin(idx, L.LOWER_LID_L + L.LOWER_LID_R)
     return {
