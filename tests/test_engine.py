@@ -228,3 +228,24 @@ def test_class_weights_follow_the_training_fold(stores):
     rate = (recs.occurrence == 1).mean(0)
     expected = (1 / rate) / (1 / rate).sum() * len(rate)  # methods.md §1.1
     assert np.allclose(w, expected)
+
+
+def test_every_shipped_recipe_validates():
+    """Each recipe under configs/ (not the _base fragments) loads, names a registered model and builds its
+    clip transforms (the demo recipe gets its stores from `aufer demo`: placeholders here)."""
+    from pathlib import Path
+
+    from aufer.datasets.transforms import ClipTransform
+    from aufer.engine.recipe import read
+    from aufer.models import is_model
+
+    root = Path(__file__).parents[1] / "configs"
+    recipes = [p for p in root.rglob("*.yaml") if "_base" not in p.parts]
+    assert len(recipes) >= 7
+    for p in recipes:
+        tasks = [k for k in ("au", "expr") if k in (read(p).get("data") or {})]
+        r = load(p, values={"data": {k: {"store": "placeholder.sqlite"} for k in tasks}})
+        assert is_model(r.model.name), p
+        for src in (r.data.au, r.data.expr):
+            if src is not None:
+                ClipTransform(**src.transform)
