@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -247,22 +248,11 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
     with Progress(TextColumn(f"aligning {records.dataset}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   disable=not progress, transient=False) as bar:
         task = bar.add_task("", total=total)
-        if workers == 1 or len(jobs) <= 1:
-            _init_worker(*init, own_process=False)
-            results = (_run_job(j, commit_every) for j in jobs)
-        else:
-            pool = mp.get_context("spawn").Pool(min(workers, len(jobs)), _init_worker, init)
-            results = pool.imap_unordered(_job_entry, [(j, commit_every) for j in jobs])
-        try:
-            for r in results:
-                done += r["frames"]
-                det += r["detected"]
-                errors.extend(r["errors"])
-                bar.update(task, advance=r["frames"])
-        finally:
-            if workers > 1 and len(jobs) > 1:
-                pool.close()
-                pool.join()
+        for r in _results(jobs, workers, init, commit_every):
+            done += r["frames"]
+            det += r["detected"]
+            errors.extend(r["errors"])
+            bar.update(task, advance=r["frames"])
     n_done = store.finalize()
     seqs = store.sequences()
     secs = time.perf_counter() - t0
@@ -271,6 +261,21 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
     return {"store": str(store.path), "frames_done": done, "frames_detected": det, "sequences": len(seqs),
             "sequences_done": n_done, "errors": errors[:20], "n_errors": len(errors), "seconds": secs,
             "frames_per_s": done / secs if secs > 0 else float("nan")}
+
+
+def _results(jobs: list[Job], workers: int, init: tuple, commit_every: int) -> Iterator[dict]:
+    """The report of each job as it finishes: in this process when one worker (or one job) suffices, else in a
+    pool of spawned worker processes (closed and joined however the caller stops)."""
+    if workers == 1 or len(jobs) <= 1:
+        _init_worker(*init, own_process=False)
+        yield from (_run_job(j, commit_every) for j in jobs)
+        return
+    pool = mp.get_context("spawn").Pool(min(workers, len(jobs)), _init_worker, init)
+    try:
+        yield from pool.imap_unordered(_job_entry, [(j, commit_every) for j in jobs])
+    finally:
+        pool.close()
+        pool.join()
 
 
 def _job_entry(args) -> dict:
