@@ -4,6 +4,9 @@ Uses the legacy ``mediapipe.solutions`` graphs of mediapipe 0.10.21, whose model
 (nothing is downloaded). Each detected face is cut out as a square region of interest (twice the detector box)
 and the face mesh runs on that region, so that the mesh follows the detector (several faces, small faces) and
 every landmark set belongs to exactly one detection.
+
+Importing this module is cheap and has no side effects: ``mediapipe`` itself is imported (and its C++ logging
+turned down) when the first :class:`MediaPipeFaceDetector` is made.
 """
 
 from __future__ import annotations

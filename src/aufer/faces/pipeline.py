@@ -9,6 +9,7 @@ import numpy as np
 
 from aufer.faces.align import align_face
 from aufer.faces.base import AlignedFace, FaceDetector
+from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
 from aufer.faces.track import IoUTracker
 from aufer.media import Frame, iter_frames
 
@@ -34,8 +35,6 @@ class FacePipeline:
     def __init__(self, crop_size: int = 224, detector: FaceDetector | None = None, max_faces: int = 4,
                  min_score: float = 0.5):
         if detector is None:
-            from aufer.faces.mediapipe_backend import MediaPipeFaceDetector  # noqa: PLC0415
-
             detector = MediaPipeFaceDetector(max_faces=max_faces, min_score=min_score)
         self.detector = detector
         self.crop_size = int(crop_size)

@@ -39,7 +39,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from aufer import __version__
 from aufer.faces.landmarks import N_LANDMARKS
+from aufer.readers.records import ClipRecords, FrameRecords
 
 __all__ = ["FaceStore", "StoredFrame", "StoreError"]
 
@@ -106,8 +108,6 @@ class FaceStore:
                     raise StoreError("a new store needs crop_size")
                 if codec not in ("jpeg", "png"):
                     raise ValueError(f"codec must be 'jpeg' or 'png', not {codec!r}")
-                from aufer import __version__  # noqa: PLC0415
-
                 with con:
                     con.executemany("INSERT INTO meta VALUES (?, ?)", [
                         ("crop_size", str(int(crop_size))), ("codec", codec), ("quality", str(int(quality))),
@@ -311,11 +311,9 @@ class FaceStore:
         }
 
     # ----------------------------------------------------------------------------------------- records
-    def save_records(self, records) -> None:
+    def save_records(self, records: FrameRecords | ClipRecords) -> None:
         """Keep the dataset's records (labels, subjects, folds) in the store, so that training needs only the store
         file. Replaces records saved before."""
-        from aufer.readers.records import FrameRecords  # noqa: PLC0415
-
         if isinstance(records, FrameRecords):
             df = records.table[list(records.COLUMNS)].copy()
             for j, a in enumerate(records.aus):
@@ -332,15 +330,13 @@ class FaceStore:
             df.to_sql("records", con, if_exists="replace", index=False, chunksize=20000)
         self.set_meta(records=info)
 
-    def load_records(self):
+    def load_records(self) -> FrameRecords | ClipRecords:
         """The records saved by :meth:`save_records` (:class:`~aufer.readers.records.FrameRecords` or
         :class:`~aufer.readers.records.ClipRecords`).
 
         Raises:
             StoreError: if the store holds no records.
         """
-        from aufer.readers.records import ClipRecords, FrameRecords  # noqa: PLC0415
-
         if "records" not in self.meta:
             raise StoreError(f"{self.path} holds no records; it was not made by `aufer prepare`")
         info = json.loads(self.meta["records"])

@@ -25,6 +25,7 @@ import numpy as np
 
 from aufer.faces.align import align_face, centre_matrix, warp_crop
 from aufer.faces.landmarks import N_LANDMARKS
+from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
 from aufer.faces.track import primary_face
 from aufer.media import MediaError, iter_video, list_images, read_image
 from aufer.readers.records import ClipRecords, FrameRecords
@@ -133,8 +134,6 @@ _STATE: dict = {}
 def _init_worker(store_path: str, crop_size: int, max_faces: int, min_score: float, own_process: bool = True) -> None:
     if own_process:  # keep each worker process to its own core
         cv2.setNumThreads(1)
-    from aufer.faces.mediapipe_backend import MediaPipeFaceDetector  # noqa: PLC0415
-
     try:  # an exception here would make a Pool respawn its workers forever: keep it for the first job instead
         _STATE["detector"] = MediaPipeFaceDetector(max_faces=max_faces, min_score=min_score)
         _STATE["store"] = FaceStore(store_path, "a")

@@ -18,6 +18,7 @@ from aufer import vocab
 from aufer.faces.align import align_face
 from aufer.faces.base import Face, FaceDetector
 from aufer.faces.landmarks import N_LANDMARKS
+from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
 from aufer.synth.clipset import ClipSet
 from aufer.synth.render import BaseFace, render
 from aufer.synth.sample import au_clip_intensities, occurrence, sample_au_peaks, sample_expression_peaks
@@ -38,8 +39,6 @@ def _detector() -> FaceDetector:
     """This process's MediaPipe detector, made on first use (mediapipe is imported only then)."""
     global _WORKER_DETECTOR
     if _WORKER_DETECTOR is None:
-        from aufer.faces.mediapipe_backend import MediaPipeFaceDetector  # noqa: PLC0415  (heavy, optional)
-
         _WORKER_DETECTOR = MediaPipeFaceDetector(max_faces=1)
     return _WORKER_DETECTOR
 
