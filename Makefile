@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test test-fast install install-test bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: install
 
 test: install-test
 	$(PY) -m pytest -q
+
+# the inner loop: everything but the subprocess, kill -9, multi-process and MediaPipe acceptance tests
+test-fast: install-test
+	$(PY) -m pytest -q -m "not slow"
 
 bench: install-test
 	$(PY) benchmarks/run_all.py

@@ -38,7 +38,9 @@ def main():
     torch.set_num_threads(torch.get_num_threads())
     model = load_model(args.model) if args.model else create_model("aufer_tiny", aus=SYNTH_AUS).eval()
     video = bundled_video()
-    pipe = FacePipeline(crop_size=model.input_size, max_faces=4)
+    from aufer.models.contract import crop_size
+
+    pipe = FacePipeline(crop_size=crop_size(model), max_faces=4)
 
     n, t_dec = best_of(lambda: sum(1 for _ in iter_frames(video)), args.repeat)
     _, t_face = best_of(lambda: sum(1 for _ in pipe.iter_media(video)), args.repeat)

@@ -146,8 +146,17 @@ def test_prepare_experiment_table_evaluate_predict_end_to_end(tmp_path, faces_df
     # rerun: every fold is finished and skipped
     r = _aufer("experiment", recipe, "--out", tmp_path / "exp")
     assert r.returncode == 0 and r.stdout.count("finished, skipped") == 3
-    r = _aufer("table", tmp_path / "exp", tmp_path / "exp", "--out", tmp_path / "t.csv")
-    assert r.returncode == 0 and (tmp_path / "t.csv").is_file() and "tiny-joint" in r.stdout
+    from pathlib import Path
+
+    published = Path(__file__).parents[1] / "configs" / "published" / "au_f1.yaml"
+    r = _aufer("table", tmp_path / "exp", "--published", published, "--out", tmp_path / "t.csv")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "tiny-joint [validation-selected; 3 folds]" in r.stdout and "MDHR ResNet-50 BP4D (published" in r.stdout
+    import pandas as pd
+
+    tab = pd.read_csv(tmp_path / "t.csv", index_col=0)
+    assert tab.loc[tab.index.str.startswith("MDHR ResNet-50"), "au_f1_mean"].item() == 66.6
+    assert abs(tab.loc[tab.index.str.startswith("tiny-joint"), "au_f1_mean"].item() - 100 * s["mean"]["au_f1_mean"]) < 1e-9
     run = tmp_path / "exp" / "fold-1-1"
     r = _aufer("evaluate", run, "--split", "test")
     assert r.returncode == 0, r.stderr[-3000:]

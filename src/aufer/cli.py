@@ -132,7 +132,9 @@ def predict(
             err.print(f"using model {model_path}")
         output = output or Path(f"{path.stem if kind != 'folder' else path.name}_aufer.csv")
         plot = plot or output.with_suffix(".png")
-        pipeline = FacePipeline(crop_size=net.input_size, max_faces=max_faces)
+        from aufer.models.contract import crop_size  # noqa: PLC0415
+
+        pipeline = FacePipeline(crop_size=crop_size(net), max_faces=max_faces)
         from rich.progress import Progress  # noqa: PLC0415
 
         with Progress(console=err, transient=True) as bar:
@@ -273,7 +275,7 @@ def experiment(
         r = _recipe(recipe, sets)
         target = out_dir or Path("runs") / r.name
         run_experiment(r, target, device=device, console=out)
-        out.print((target / "summary.md").read_text())
+        typer.echo((target / "summary.md").read_text())
     _guard(run)
 
 
@@ -288,7 +290,7 @@ def table(
         from aufer.engine.experiment import compare, load_published  # noqa: PLC0415
 
         tab, md = compare(experiments, load_published(published) if published else None)
-        out.print(md)
+        typer.echo(md)
         if output is not None:
             if output.suffix == ".csv":
                 tab.to_csv(output)
@@ -299,10 +301,10 @@ def table(
 
 @app.command()
 def models():
-    """List the registered models."""
+    """List the registered models and their tagged variants (``arch.tag``)."""
     from aufer.models import list_models  # noqa: PLC0415
 
-    for name in list_models():
+    for name in list_models(tags=True):
         out.print(name)
 
 

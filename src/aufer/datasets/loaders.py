@@ -31,7 +31,7 @@ from aufer.datasets.windows import AUWindowDataset
 log = logging.getLogger(__name__)
 
 __all__ = ["EpochSampler", "make_loader", "set_loader_epoch", "JointLoader", "joint_steps", "union_aus",
-           "store_loader", "clip_loader", "AUWindowDataset", "ExprClipDataset", "ClipTransform", "transform_clip"]
+           "store_loader", "AUWindowDataset", "ExprClipDataset", "ClipTransform", "transform_clip"]
 
 
 def union_aus(*vocabularies) -> tuple[int, ...]:
@@ -244,24 +244,3 @@ class JointLoader:
                 raise ValueError(f"the {name} loader has no batches this epoch ({len(ld.dataset)} items, batch size "
                                  f"{ld.batch_size}, drop_last={ld.drop_last}); joint steps need both")
         return joint_steps(self.au_loader, self.expr_loader)
-
-
-# ------------------------------------------------------------------------------------------- deprecated
-class _ClipSetItems(Dataset):
-    """Whole clips of an in-memory clip set as :mod:`~aufer.datasets.batch` items (no sampling, no augmentation)."""
-
-    def __init__(self, clips):
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, i: int):
-        c = self.clips
-        return make_item(c.crops[i], c.landmarks[i], c.au[i], int(c.expr[i]), detected=c.detected[i], index=i)
-
-
-def clip_loader(clips, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False) -> DataLoader:
-    """Deprecated (kept while ``aufer.engine.loop`` uses it): a loader over the whole clips of an in-memory
-    :class:`~aufer.synth.ClipSet`. Write clips to a store (``ClipSet.to_store``) and use the store datasets."""
-    return make_loader(_ClipSetItems(clips), batch_size, train=shuffle, seed=seed, drop_last=drop_last)
