@@ -240,7 +240,7 @@ def test_every_shipped_recipe_validates():
     from aufer.models import is_model
 
     root = Path(__file__).parents[1] / "configs"
-    recipes = [p for p in root.rglob("*.yaml") if "_base" not in p.parts]
+    recipes = [p for p in root.rglob("*.yaml") if "_base" not in p.parts and "published" not in p.parts]
     assert len(recipes) >= 7
     for p in recipes:
         tasks = [k for k in ("au", "expr") if k in (read(p).get("data") or {})]

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["masked_bce", "masked_ce", "LossContext", "joint_loss", "LOSSES", "get_loss"]
+__all__ = ["masked_bce", "masked_ce", "LossContext", "joint_loss", "LOSSES"]
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None = None,
@@ -108,15 +108,3 @@ LOSSES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_loss
 returning a dict with a ``"loss"`` scalar to minimise and detached scalars to log. A method adds its own; a
 loss that always needs the fold's AU class weights in ``ctx.au_weight`` sets ``fn.uses_class_weights = True``
 (otherwise the engine computes them only for ``loss_args.class_weights: true``)."""
-
-
-def get_loss(name: str) -> Callable[..., dict[str, torch.Tensor]]:
-    """The loss called ``name``.
-
-    Raises:
-        KeyError: an unknown name (the message lists the known ones).
-    """
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; available: {', '.join(sorted(LOSSES))}") from None

@@ -164,6 +164,9 @@ def summarise(pred: dict[str, np.ndarray], aus: Sequence[int], emotions: Sequenc
     (rows = true class). AU entries are present when some frame has an AU label, expression entries when some
     clip has an expression label. With ``reduce`` (DDP evaluation on shards) the counts are summed over
     processes first; AUC, which is not summable, is then left out."""
+    if "p_au" not in pred:  # an empty shard (more processes than evaluation clips)
+        pred = {"p_au": np.zeros((0, 1, len(aus)), np.float32), "au": np.zeros((0, 1, len(aus)), np.int64),
+                "p_expr": np.zeros((0, len(emotions)), np.float32), "expr": np.zeros(0, np.int64)}
     res: dict = {"n_clips": int(D.reduce_sum(np.array([len(pred["p_expr"])]))[0]) if reduce else len(pred["p_expr"])}
     au, p_au = pred["au"], pred["p_au"]
     counts = metrics.au_counts(p_au, au, threshold)

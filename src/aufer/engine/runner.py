@@ -36,9 +36,9 @@ from aufer.engine.logs import RunLog, environment
 from aufer.engine.loop import NonFiniteLossError, predict, summarise, train_one_epoch
 from aufer.engine.recipe import Recipe, RecipeError, dump
 from aufer.engine.state import load_latest, save_state, set_rng_state
-from aufer.engine.steps import StepContext, get_step
+from aufer.engine.steps import STEPS, StepContext
 from aufer.engine.tables import au_frame_table, expr_clip_table, write_table
-from aufer.losses import LossContext, get_loss
+from aufer.losses import LOSSES, LossContext
 
 __all__ = ["TrainingError", "fit", "evaluate_run", "selection_label", "is_finished"]
 
@@ -93,8 +93,8 @@ def _evaluate_split(model, data: B.RunData, split: str, recipe: Recipe, info: D.
         pred = predict(model, _eval_loader(task, ds, recipe, info, shard=True), device=info.device, flip=flip,
                        amp_dtype=amp)
         if gather and info.distributed:
-            parts = D.gather_objects(pred)
-            pred = {k: np.concatenate([p[k] for p in parts]) for k in pred}
+            parts = [p for p in D.gather_objects(pred) if p]
+            pred = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
         m = summarise(pred, data.aus, data.emotions, f1_policy=recipe.select.f1_policy,
                       reduce=info.distributed and not gather)
         m["flip_tta"] = bool(flip)
@@ -189,10 +189,8 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
         ema = AveragedModel(core, multi_avg_fn=get_ema_multi_avg_fn(recipe.train.ema), use_buffers=True)
     eval_model = ema.module if (ema is not None and recipe.train.ema_eval) else core
     loss_args = dict(recipe.train.loss_args)
-    try:
-        base_loss, step_fn = get_loss(recipe.train.loss), get_step(recipe.train.step)
-    except KeyError as e:
-        raise RecipeError(f"train: {e.args[0]}") from None
+    base_loss = _named(LOSSES, recipe.train.loss, "train.loss: unknown loss")
+    step_fn = _named(STEPS, recipe.train.step, "train.step: unknown step")
     cw = None
     if loss_args.get("class_weights") or getattr(base_loss, "uses_class_weights", False):
         try:
@@ -278,6 +276,12 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
                             "optim.lr, set train.clip_grad, or use train.amp=fp32, then rerun with --resume") from None
     runlog.close()
     return _finish(recipe, run_dir, data, eval_model, meta, info, amp, label)
+
+
+def _named(table: dict, name: str, what: str):
+    if name not in table:
+        raise RecipeError(f"{what} {name!r}; available: {', '.join(sorted(table))}")
+    return table[name]
 
 
 def _trim_csv(path: Path, key: str, upto: int) -> None:

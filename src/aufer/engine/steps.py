@@ -16,7 +16,7 @@ import torch
 
 from aufer.losses import LossContext
 
-__all__ = ["StepContext", "to_device", "forward_batch", "joint_step", "STEPS", "get_step"]
+__all__ = ["StepContext", "to_device", "forward_batch", "joint_step", "STEPS"]
 
 
 @dataclass
@@ -63,15 +63,3 @@ def joint_step(model: torch.nn.Module, au_batch: dict | None, expr_batch: dict |
 
 STEPS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_step}
 """Step functions by recipe name (``train.step``). A method registers its own, e.g. ``STEPS["mal"] = mal_step``."""
-
-
-def get_step(name: str) -> Callable[..., dict[str, torch.Tensor]]:
-    """The step function called ``name``.
-
-    Raises:
-        KeyError: an unknown name (the message lists the known ones).
-    """
-    try:
-        return STEPS[name]
-    except KeyError:
-        raise KeyError(f"unknown step {name!r}; available: {', '.join(sorted(STEPS))}") from None
