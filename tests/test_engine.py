@@ -249,3 +249,23 @@ def test_every_shipped_recipe_validates():
         for src in (r.data.au, r.data.expr):
             if src is not None:
                 ClipTransform(**src.transform)
+
+
+def test_mixup_bce_and_the_mixup_step(stores, tmp_path):
+    from aufer.losses import masked_bce, mixup_bce
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 2, generator=g)
+    y = torch.randint(0, 2, (3, 4, 2), generator=g)
+    y[0, 0, 0] = -1
+    assert torch.allclose(mixup_bce(logits, y, y, torch.full((3,), 0.3)), masked_bce(logits, y))
+    # λ = 1 is the plain BCE of the first labels, whatever the partner's
+    assert torch.allclose(mixup_bce(logits, y, 1 - y.clamp(0, 1), torch.ones(3)), masked_bce(logits, y))
+    r = load(values=tiny_recipe(stores["au"], stores["expr"], train={"epochs": 1, "step": "mixup",
+                                                                     "step_args": {"alpha": 0.4}}))
+    m = fit(r, tmp_path / "run", fold="1-1", progress=False)
+    assert np.isfinite(m["test"]["au"]["au_f1_mean"])
+    import pandas as pd
+
+    steps = pd.read_csv(tmp_path / "run" / "steps.csv")
+    assert "loss_au_mixup" in steps and steps["loss_au_mixup"].notna().all()

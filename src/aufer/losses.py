@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["masked_bce", "masked_ce", "LossContext", "joint_loss", "LOSSES"]
+__all__ = ["masked_bce", "masked_ce", "mixup_bce", "LossContext", "joint_loss", "LOSSES"]
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None = None,
@@ -55,6 +55,30 @@ def masked_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor |
     if not bool(known.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[known], labels[known], weight=weight, label_smoothing=label_smoothing)
+
+
+def mixup_bce(logits: torch.Tensor, labels_a: torch.Tensor, labels_b: torch.Tensor, lam: torch.Tensor,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """BCE of mixed clips (SSM's L2, methods.md §3.2): ``λ · BCE(logits, y_a) + (1 − λ) · BCE(logits, y_b)``,
+    each term over its own known (0/1) labels.
+
+    Args:
+        logits: ``(B, T, A)``; labels_a, labels_b: ``(B, T, A)`` (−1 unknown); lam: ``(B,)`` weight of ``y_a``.
+        weight: optional ``(A,)`` per-AU weight.
+
+    Returns:
+        Scalar: the λ-weighted sum of element losses over the λ-weighted count of known labels (0 if none).
+    """
+    lam = lam.to(logits.dtype).view(-1, *([1] * (logits.ndim - 1)))
+    num, den = logits.sum() * 0.0, logits.new_zeros(())
+    for y, w in ((labels_a, lam), (labels_b, 1 - lam)):
+        known = ((y == 0) | (y == 1)).to(logits.dtype)
+        el = F.binary_cross_entropy_with_logits(logits, y.clamp(0, 1).to(logits.dtype), reduction="none")
+        if weight is not None:
+            el = el * weight
+        num = num + (w * known * el).sum()
+        den = den + (w * known).sum()
+    return num / den if bool(den > 0) else num
 
 
 # ------------------------------------------------------------------------------------------- recipe losses

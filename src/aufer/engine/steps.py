@@ -16,7 +16,7 @@ import torch
 
 from aufer.losses import LossContext
 
-__all__ = ["StepContext", "to_device", "forward_batch", "joint_step", "STEPS"]
+__all__ = ["StepContext", "to_device", "forward_batch", "joint_step", "mixup_step", "STEPS"]
 
 
 @dataclass
@@ -61,5 +61,38 @@ def joint_step(model: torch.nn.Module, au_batch: dict | None, expr_batch: dict |
     return loss_fn(out_au, out_expr, au_batch, expr_batch, ctx=ctx.loss)
 
 
-STEPS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_step}
+def mixup_step(model: torch.nn.Module, au_batch: dict | None, expr_batch: dict | None, loss_fn: Callable,
+               ctx: StepContext) -> dict[str, torch.Tensor]:
+    """Clip-level mixup of the AU clips (SSM, methods.md §3.2; :func:`aufer.datasets.mixup.clip_mixup`): the
+    preprocessed AU clips are mixed pairwise (one λ ~ Beta(α, α) per clip, ``train.step_args.alpha``, default 0.4)
+    and their AU term is :func:`aufer.losses.mixup_bce` (weight ``step_args.au_weight``, default 1); the
+    expression batch goes through the recipe's loss unchanged. A model that uses landmarks gets each clip's own
+    (un-mixed) landmarks: a mixed face has no true mesh (SSM's model uses none). The mixing draws come from a generator
+    seeded by (``step_args.seed``, epoch, step), kept in the loss state, so a resumed run draws the same."""
+    from aufer.datasets.mixup import clip_mixup  # noqa: PLC0415
+    from aufer.losses import mixup_bce  # noqa: PLC0415
+
+    logs: dict[str, torch.Tensor] = {}
+    total = None
+    if au_batch is not None:
+        core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+        n = ctx.loss.state.get("mixup_draws", 0)
+        ctx.loss.state["mixup_draws"] = n + 1
+        g = torch.Generator().manual_seed(hash((int(ctx.args.get("seed", 0)), ctx.loss.epoch, n)) & (2 ** 62 - 1))
+        x, y_a, y_b, lam = clip_mixup(core.preprocess(au_batch["crops"]), au_batch["au"],
+                                      float(ctx.args.get("alpha", 0.4)), g)
+        lm = au_batch["landmarks"] if getattr(core, "uses_landmarks", False) else None
+        out = model(x, lm)
+        l_mix = mixup_bce(out["au"].float(), y_a, y_b, lam,
+                          ctx.loss.au_weight if ctx.args.get("class_weights") else None)
+        total = float(ctx.args.get("au_weight", 1.0)) * l_mix
+        logs["loss_au_mixup"] = l_mix.detach()
+    if expr_batch is not None:
+        res = loss_fn(None, forward_batch(model, expr_batch), None, expr_batch, ctx=ctx.loss)
+        total = res["loss"] if total is None else total + res["loss"]
+        logs.update({k: v for k, v in res.items() if k != "loss"})
+    return {"loss": total, **logs}
+
+
+STEPS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_step, "mixup": mixup_step}
 """Step functions by recipe name (``train.step``). A method registers its own, e.g. ``STEPS["mal"] = mal_step``."""
