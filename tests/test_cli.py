@@ -49,6 +49,12 @@ def test_quick_demo_end_to_end(tmp_path):
     t = m["test"]
     assert 0 <= t["au_synthetic"]["f1_mean"] <= 1 and 0 <= t["expression_all"]["uar"] <= 1
     assert 0 <= t["real_photos"]["happy_vs_neutral_accuracy"] <= 1 and "SYNTHETIC" in m["synthetic_note"]
+    # the demo trained through the engine: its run folder agrees with the demo's summary
+    engine = json.loads((run / "train" / "metrics.json").read_text())
+    assert engine["test"]["au"]["au_f1_mean"] == t["au_synthetic"]["f1_mean"]
+    assert engine["selection"]["label"] == "validation-selected" and m["selection"]["epoch"] == engine["selection"]["epoch"]
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
+    assert t["real_photos"]["n_photos"] == 12 and not t["flip_tta"]  # 6 test people × (neutral, smiling)
     split = json.loads((run / "split.json").read_text())
     groups = [set(v) for v in split.values()]
     assert sum(map(len, groups)) == len(set().union(*groups))  # subject-exclusive
