@@ -13,8 +13,7 @@ from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
 from aufer.faces.track import IoUTracker
 from aufer.media import Frame, iter_frames
 
-# align_face and IoUTracker live in faces.align / faces.track; they stay importable from here
-__all__ = ["FacePipeline", "IoUTracker", "align_face"]
+__all__ = ["FacePipeline"]
 
 
 class FacePipeline:
