@@ -48,7 +48,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
     """One epoch (or what is left of it, from ``start_step``) of training.
 
     Each step: move the batches to ``ctx.device``; under autocast, ``step_fn`` computes the loss; stop with
-    :class:`NonFiniteLossError` if it is not finite (on any process) before anything is updated; backward
+    :class:`NonFiniteLossError` if it is not finite (on any process) before anything is updated; clear the
+    gradients at the first step of each accumulation cycle; backward
     (scaled for fp16) of ``loss / accumulate``; every ``accumulate`` steps (and at the epoch's end) clip the
     gradient norm to ``clip_grad``, step the optimiser, then the per-step ``scheduler``, then the ``ema``
     (``AveragedModel.update_parameters``). Under DDP the gradient all-reduce is skipped on the steps that only
@@ -90,6 +91,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
             loss = out["loss"]
             if not _finite_everywhere(loss):
                 raise NonFiniteLossError(epoch + 1, done + 1, float(loss.detach().float().cpu()))
+            if done % accumulate == 0:  # the first micro-step of an optimiser step (torchvision's order)
+                optimizer.zero_grad(set_to_none=True)
             scaled = loss / accumulate
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         if last_micro:
@@ -102,7 +105,6 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
                 scaler.update()
             else:
                 optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             if scheduler is not None:
                 scheduler.step()
             if ema is not None:
