@@ -59,7 +59,7 @@ RIGID = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4)
 @cache
 def mesh_mirror() -> np.ndarray:
     """``(478,)`` left/right permutation of the mesh: ``mirror[i]`` is the point that lands on point ``i`` when
-    the face is flipped horizontally (data/mesh_mirror.json, derived by scripts/make_mesh_mirror.py)."""
+    the face is flipped horizontally (data/mesh_mirror.json, derived by tools/make_mesh_mirror.py)."""
     return np.asarray(read_json("mesh_mirror.json")["mirror"], dtype=np.int64)
 
 

@@ -2,7 +2,7 @@
 
 For each bundled neutral photo the mesh is put in aufer's canonical face frame (eye centres at (±0.5, 0));
 the mean shape is mirrored (x → −x) and matched one-to-one to itself by minimum total distance (Hungarian
-algorithm). Writes src/aufer/data/mesh_mirror.json. Run: python scripts/make_mesh_mirror.py
+algorithm). Writes src/aufer/data/mesh_mirror.json. Run: python tools/make_mesh_mirror.py
 """
 
 import json
@@ -32,7 +32,7 @@ def main() -> None:
     out = {
         "_about": "Left/right mirror permutation of the MediaPipe 478-point face mesh: mirror[i] is the index of the "
                   "point that lands on point i when the face is flipped horizontally. Derived by "
-                  "scripts/make_mesh_mirror.py from the mean canonical shape of aufer's 142 bundled neutral photos "
+                  "tools/make_mesh_mirror.py from the mean canonical shape of aufer's 142 bundled neutral photos "
                   f"(mirrored and matched one-to-one, Hungarian algorithm); max match distance {err.max():.4f} IOD, "
                   f"mean {err.mean():.4f} IOD.",
         "mirror": perm.tolist(),
