@@ -99,3 +99,39 @@ def test_demo_rejects_unknown_settings(tmp_path):
     r = _aufer("demo", "--set", "extra.epochz=3", "--out", str(tmp_path / "d"), cwd=tmp_path)
     assert r.returncode == 2 and "extra.epochz" in r.stderr and "Traceback" not in r.stderr
     assert "n_val_people" in r.stderr  # the valid keys are listed
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "unknown_model", "shapes", "bad_json"])
+def test_bad_model_files_are_one_line_errors(tmp_path, faces_df, damage):
+    """A model folder or file that is missing, corrupted or truncated, or whose model.json names an unknown model
+    or does not fit the weights: one line, exit code 2 (in-process CLI, no MediaPipe needed)."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from aufer.cli import app
+
+    folder = tmp_path / "m"
+    _tiny_checkpoint(folder)
+    w, j = folder / "model.safetensors", folder / "model.json"
+    if damage == "missing":
+        w.unlink()
+    elif damage == "truncated":
+        w.write_bytes(w.read_bytes()[:1000])
+    elif damage == "unknown_model":
+        cfg = _json.loads(j.read_text())
+        cfg["model"]["name"] = "aufer_from_the_future"
+        j.write_text(_json.dumps(cfg))
+    elif damage == "shapes":
+        cfg = _json.loads(j.read_text())
+        cfg["model"]["dim"] = 24
+        j.write_text(_json.dumps(cfg))
+    else:
+        j.write_text("{not json")
+    res = CliRunner().invoke(app, ["predict", str(faces_df.path.iloc[0]), "--model", str(folder),
+                                   "--out", str(tmp_path / "o.csv")])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "error:" in res.output
+    needle = {"missing": "no checkpoint", "truncated": "truncated", "unknown_model": "aufer_from_the_future",
+              "shapes": "do not fit", "bad_json": "not valid JSON"}[damage]
+    assert needle in res.output

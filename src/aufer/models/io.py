@@ -14,7 +14,11 @@ import torch
 
 from aufer.models._registry import create_model
 
-__all__ = ["CheckpointError", "save_model", "load_model", "load_checkpoint"]
+__all__ = ["CheckpointError", "save_model", "load_model", "load_checkpoint", "DEFAULT_MODEL", "default_model_path",
+           "model_card"]
+
+#: the model shipped inside the package (aufer/data/models/<name>/), used by `aufer predict` without --model
+DEFAULT_MODEL = "aufer-lite0-demo"
 
 
 class CheckpointError(ValueError):
@@ -31,13 +35,16 @@ def _replace_atomic(data: bytes, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = None) -> Path:
+def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = None,
+               dtype: torch.dtype | None = None) -> Path:
     """Write ``<path>.safetensors`` and ``<path>.json``, each atomically (a temporary file, then a rename);
     an existing checkpoint at ``path`` is replaced. ``path`` may end in ``.safetensors``.
 
     Args:
         model: a model built by :func:`~aufer.models.create_model` (it has ``config``).
         extra: JSON-serialisable facts stored beside ``"model"`` (training settings, metrics ...).
+        dtype: store floating-point tensors in this dtype (e.g. ``torch.float16`` for a shipped model; they are
+            cast back to the model's dtype on loading).
 
     Returns:
         The safetensors path.
@@ -58,6 +65,8 @@ def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
     _replace_atomic(save(state, metadata={"format": "pt"}), weights)
     _replace_atomic(meta_text.encode(), meta)
     return weights
@@ -124,4 +133,33 @@ def load_model(path: str | Path) -> torch.nn.Module:
         raise CheckpointError(f"{meta}: not valid JSON, perhaps truncated ({e})") from None
     except (KeyError, TypeError, AttributeError):
         raise CheckpointError(f"{meta}: holds no model config ({{'model': {{'name': ...}}}})") from None
-    return create_model(name, checkpoint_path=weights, **cfg).eval()
+    from aufer.models._registry import UnknownModelError  # noqa: PLC0415
+
+    try:
+        return create_model(name, checkpoint_path=weights, **cfg).eval()
+    except UnknownModelError as e:
+        raise CheckpointError(f"{meta}: {e.args[0]}; this aufer cannot build it (a newer version's model?)") from None
+    except TypeError as e:
+        raise CheckpointError(f"{meta}: its model arguments do not fit {name} ({e})") from None
+
+
+def default_model_path() -> Path:
+    """The weights of the model shipped with aufer (:data:`DEFAULT_MODEL`).
+
+    Raises:
+        FileNotFoundError: the package holds no default model (a source checkout before it was trained).
+    """
+    from importlib import resources  # noqa: PLC0415
+
+    p = Path(str(resources.files("aufer"))) / "data" / "models" / DEFAULT_MODEL / "model.safetensors"
+    if not p.is_file():
+        raise FileNotFoundError(f"aufer's default model is not installed ({p}); pass --model RUN_FOLDER or train "
+                                "one with `aufer demo`")
+    return p
+
+
+def model_card(weights: str | Path) -> str | None:
+    """The model card (``MODEL_CARD.md``) beside a checkpoint's weights, if there is one."""
+    p = Path(weights)
+    card = (p if p.is_dir() else p.parent) / "MODEL_CARD.md"
+    return card.read_text() if card.is_file() else None
