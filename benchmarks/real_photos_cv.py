@@ -1,0 +1,166 @@
+"""Honest figures on real people: the demo's design in a person-level k-fold cross-validation over ALL 102 London
+people (every person tested exactly once), with model selection on validation people of each training fold.
+
+Per fold, the London people are: test (the fold), validation (``--val`` people drawn from the rest, seeded) and
+FE-train (the rest: real neutral + smiling photos and SYNTHETIC prototype expressions). AU-train is always the
+40 Canada people (SYNTHETIC FACS-warp AU clips); Canada people never carry an expression label in training. The
+recipe is the demo's (``--recipe`` / ``--set`` to change it); selection uses the mean of validation UAR and
+real-photo happy-vs-neutral accuracy (the demo also uses synthetic AU F1 of validation people; this script makes
+no AU clips for London people, to keep the data stage at one generation for all folds).
+
+Reports, over the 102 people's real photos: happy-vs-neutral accuracy (P(happiness) > P(neutral) ⇔ smiling);
+the share of people whose P(happiness) and whose P(AU12) is higher on their smiling photo; and, for the 40
+Canada neutral photos, the share called neutral (top-1 of the 7 classes, and neutral-vs-happiness). Targets of
+issue 10: happy-vs-neutral ≥ 0.95, both pair shares ≥ 0.99, Canada neutral ≥ 0.95.
+
+    python benchmarks/real_photos_cv.py [--folds 5] [--val 14] [--only K] [--out DIR] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _data(settings, seed: int, out: Path, console):
+    """All folds' data, generated once: Canada AU clips; London real photos + synthetic stills; Canada real
+    neutral photos (evaluation only)."""
+    from aufer import synth, vocab
+    from aufer.bundled import bundled_faces
+    from aufer.demo.data import StageProgress, _bases, _cached, _concat_clips, _concat_frames, _detect_photos, _real_clips
+    from aufer.store import FaceStore
+
+    df = bundled_faces()
+    cache = out / "data"
+    with StageProgress(console) as steps:
+        det = _detect_photos(df, steps)
+        neutral = df[df.expression == "neutral"]
+        canada = neutral[neutral.set == "canada"]
+        london = df[df.set == "london"]
+        b_can = _bases(canada, det, settings.synth_image_size)
+        b_lon = _bases(london[london.expression == "neutral"], det, settings.synth_image_size)
+        au = _cached(cache / "au_canada.npz", lambda: synth.make_au_clips(
+            b_can, settings.au_clips_per_person, settings.clip_frames, settings.crop_size, seed * 1000 + 1,
+            settings.workers, steps.task("FACS-warp (synthetic) AU clips, Canada", len(b_can))))
+        ex = _cached(cache / "expr_london.npz", lambda: synth.make_expression_clips(
+            b_lon, settings.fe_synth_per_emotion, vocab.EMOTIONS_7, 1, settings.crop_size, seed * 1000 + 4,
+            settings.workers, steps.task("FACS-warp (synthetic) stills, London", len(b_lon))))
+    au_store = FaceStore(cache / "au.sqlite", "a", crop_size=settings.crop_size)
+    au_store.save_records(_concat_frames([au.to_store(au_store, "au_canada", "au")]))
+    au_store.close()
+    ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=settings.crop_size)
+    parts = [_real_clips(london, det, settings.crop_size).to_store(ex_store, "real_london", "expr"),
+             ex.to_store(ex_store, "synth_london", "expr"),
+             _real_clips(canada, det, settings.crop_size).to_store(ex_store, "real_canada", "expr")]
+    ex_store.save_records(_concat_clips(parts))
+    ex_store.close()
+    return cache / "au.sqlite", cache / "expr.sqlite", sorted(london.identity.unique()), sorted(canada.identity.unique())
+
+
+def _scores(pred: pd.DataFrame, happy: str = "emo_happiness", neutral: str = "emo_neutral") -> dict:
+    smile = pred["label"] == pred.attrs["HAPPY"]
+    called = pred[happy] > pred[neutral]
+    out = {"happy_vs_neutral_accuracy": float((called == smile).mean()), "n_photos": int(len(pred))}
+    pairs = pred.pivot_table(index="subject", columns=smile.map({True: "s", False: "n"}), values=[happy, "AU12_p"])
+    pairs = pairs.dropna()
+    out["p_happiness_higher_when_smiling"] = float((pairs[(happy, "s")] > pairs[(happy, "n")]).mean())
+    out["p_au12_higher_when_smiling"] = float((pairs[("AU12_p", "s")] > pairs[("AU12_p", "n")]).mean())
+    out["n_people"] = int(len(pairs))
+    return out
+
+
+def main():
+    from rich.console import Console
+
+    from aufer.demo import HAPPY, NEUTRAL, DemoSettings, demo_recipe
+    from aufer.engine.recipe import build_section, load, read
+    from aufer.engine.runner import fit
+    from aufer.models.io import load_model
+    from aufer.store import FaceStore
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--val", type=int, default=14, help="validation people per fold (from the training people)")
+    ap.add_argument("--only", type=int, default=None, help="run this fold only")
+    ap.add_argument("--recipe", default=None, help="default: the packaged demo recipe")
+    ap.add_argument("--out", default=None, help="folder of the data and fold runs (default: temporary)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    path = Path(args.recipe) if args.recipe else demo_recipe()
+    raw = read(path, args.set)
+    settings = build_section(DemoSettings, raw.get("extra"), "extra")
+    seed = int(raw.get("seed", 0))
+    out = Path(args.out or tempfile.mkdtemp(prefix="aufer-realcv-"))
+    console = Console()
+    au_path, ex_path, london, canada = _data(settings, seed, out, console)
+    table = FaceStore(ex_path).load_records().table
+    people = list(london)
+    np.random.default_rng(seed + 7).shuffle(people)
+    real_lon = table[table["clip"].str.startswith("real_london/")]
+    can_clips = table[table["clip"].str.startswith("real_canada/")]["clip"].tolist()
+    preds, can_preds = [], []
+    for k in range(args.folds):
+        if args.only is not None and k != args.only:
+            continue
+        test = set(people[k::args.folds])
+        rest = [p for p in people if p not in test]
+        val = set(np.random.default_rng([seed, k]).permutation(rest)[: args.val])
+        train = set(rest) - val
+        def clips(who):
+            return table[table["subject"].isin(who) & ~table["clip"].str.startswith("real_canada/")]["clip"].tolist()
+        split = out / f"split_expr_fold{k}.json"
+        split.write_text(json.dumps({"train": clips(train), "val": clips(val),
+                                     "test": real_lon[real_lon["subject"].isin(test)]["clip"].tolist() + can_clips}))
+        au_split = out / "split_au.json"
+        au_split.write_text(json.dumps({"train": canada, "val": [], "test": []}))
+        values = {"data": {"au": {"store": str(au_path), "split_file": str(au_split)},
+                           "expr": {"store": str(ex_path), "split_file": str(split)}},
+                  "select": {"metric": ["uar", "real.happy_vs_neutral_accuracy"]}}
+        if "input_size" not in ((raw.get("model") or {}).get("args") or {}):
+            values["model"] = {"args": {"input_size": settings.crop_size}}
+        from aufer.demo import _eval_set, real_photo_metrics
+
+        val_real = _eval_set(ex_path, real_lon[real_lon["subject"].isin(val)]["clip"].tolist())
+        run = out / f"fold{k}"
+        if not (run / "metrics.json").exists():
+            fit(load(path, args.set, values=values), run, resume=run.exists(), console=console,
+                extra_eval={"real": lambda m: real_photo_metrics(m, val_real)})
+        model = load_model(run / "best.safetensors")
+        pred = pd.read_parquet(run / "predictions" / "test_expr_clips.parquet")
+        # AU12 per test photo: one more pass of the selected model over the same clips
+        from aufer.datasets.loaders import make_loader
+        from aufer.engine.loop import predict
+
+        ds = _eval_set(ex_path, pred["clip"].tolist())
+        p = predict(model, make_loader(ds, 64, train=False))
+        au12 = dict(zip(ds.records.table["clip"].to_numpy()[p["index"]], p["p_au"][:, 0, list(model.aus).index(12)]))
+        pred["AU12_p"] = pred["clip"].map(au12)
+        pred["fold"] = k
+        is_can = pred["clip"].str.startswith("real_canada/")
+        preds.append(pred[~is_can])
+        can_preds.append(pred[is_can])
+        fold = pred[~is_can].copy()
+        fold.attrs["HAPPY"] = HAPPY
+        print(f"fold {k}: {json.dumps(_scores(fold))}", flush=True)
+    allp = pd.concat(preds, ignore_index=True)
+    allp.attrs["HAPPY"] = HAPPY
+    res = _scores(allp)
+    can = pd.concat(can_preds, ignore_index=True)
+    emo = [c for c in can.columns if c.startswith("emo_")]
+    res["canada_neutral_top1"] = float((can[emo].to_numpy().argmax(1) == NEUTRAL).mean())
+    res["canada_neutral_vs_happiness"] = float((can["emo_neutral"] > can["emo_happiness"]).mean())
+    res["canada_n_predictions"] = int(len(can))
+    res["folds"] = args.folds
+    res["targets"] = {"happy_vs_neutral_accuracy": 0.95, "pair_shares": 0.99, "canada_neutral": 0.95}
+    print(json.dumps(res, indent=1))
+    (out / "real_photos_cv.json").write_text(json.dumps(res, indent=1))
+    print(f"runs and data in {out}")
+
+
+if __name__ == "__main__":  # spawn-safe: synthetic data generation uses worker processes
+    main()
