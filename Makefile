@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-fast install install-test bench clean
+.PHONY: demo test test-fast install install-test bench default-model clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: install-test
 # the inner loop: everything but the subprocess, kill -9, multi-process and MediaPipe acceptance tests
 test-fast: install-test
 	$(PY) -m pytest -q -m "not slow"
+
+# retrain and export the shipped default model (aufer/data/models/aufer-lite0-demo) from the bundled data
+default-model: install
+	$(PY) tools/train_default_model.py
 
 bench: install-test
 	$(PY) benchmarks/run_all.py

@@ -43,10 +43,10 @@ CHILD = """
 import resource, sys
 from aufer.faces.pipeline import FacePipeline
 from aufer.predict import predict_to_csv
-from aufer.models.io import load_model
-from aufer.models import create_model
-from aufer.synth import SYNTH_AUS
-model = load_model(sys.argv[3]) if sys.argv[3] else create_model("aufer_tiny", aus=SYNTH_AUS).eval()
+from aufer._runtime import tune_allocator
+from aufer.models.io import default_model_path, load_model
+tune_allocator()
+model = load_model(sys.argv[3] or default_model_path())
 predict_to_csv(sys.argv[1], model, sys.argv[2], resume=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

@@ -91,6 +91,9 @@ def main():
     ap.add_argument("--out", default=None, help="folder of the data and fold runs (default: temporary)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
+    from aufer._runtime import tune_allocator
+
+    tune_allocator()
     path = Path(args.recipe) if args.recipe else demo_recipe()
     raw = read(path, args.set)
     settings = build_section(DemoSettings, raw.get("extra"), "extra")

@@ -62,14 +62,16 @@ def test_quick_demo_end_to_end(tmp_path):
 
     pred = pd.read_csv(run / "predictions.csv")
     assert pred.frame.nunique() == 472 and pred.face_detected.mean() > 0.9
-    # predict picks up the newest run under ./runs by default
+    # the demo's run folder is a model for `aufer predict`; the sidecar says which model made the file
     img = tmp_path / "face.jpg"
     from aufer.bundled import bundled_faces
 
     img.write_bytes(open(bundled_faces().path.iloc[0], "rb").read())
-    r2 = _aufer("predict", str(img), cwd=tmp_path)
+    r2 = _aufer("predict", str(img), "--model", str(run), cwd=tmp_path)
     assert r2.returncode == 0, r2.stderr
     assert (tmp_path / "face_aufer.csv").is_file() and (tmp_path / "face_aufer.png").is_file()
+    side = json.loads((tmp_path / "face_aufer.csv.json").read_text())
+    assert side["model"] == "aufer_tiny.demo" and "SYNTHETIC" in side["synthetic_note"] and side["default_model"] is None
 
 
 def _tiny_checkpoint(folder):

@@ -7,7 +7,7 @@ then scores the held-out people's real photos, each photo once. This is how desi
 compared without looking at test people; it prints one line per fold, the mean, and saves the per-photo
 probabilities with ``--save``.
 
-    python tools/demo_dev_cv.py [--folds 4] [--only K] [--save cv.npz] [--out DIR] [--set key=value ...]
+    python tools/demo_dev_cv.py [--folds 4] [--only K] [--save cv.npz] [--out DIR] [--recipe R] [--set key=value ...]
 
 ``--set`` overrides keys of the demo recipe (e.g. ``--set extra.real_repeat=4 train.epochs=12``). With
 ``extra.real_repeat`` > 1 only the demo's FE-train people have their real photos repeated in training, not its
@@ -37,9 +37,13 @@ def main():
     ap.add_argument("--only", type=int, default=None, help="run this fold only")
     ap.add_argument("--save", default=None, help="write per-photo probabilities here (.npz)")
     ap.add_argument("--out", default=None, help="folder of the fold runs (default: a temporary folder)")
+    ap.add_argument("--recipe", default=None, help="a demo recipe (default: the packaged demo.yaml)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
-    path = demo_recipe()
+    from aufer._runtime import tune_allocator
+
+    tune_allocator()
+    path = Path(args.recipe) if args.recipe else demo_recipe()
     raw = read(path, args.set)
     settings = build_section(DemoSettings, raw.get("extra"), "extra")
     out_dir = Path(args.out or tempfile.mkdtemp(prefix="aufer-devcv-"))

@@ -73,11 +73,6 @@ def _guard(fn, *args, **kwargs):
               "and keep the effective batch with --set train.accumulate=2")
 
 
-def _latest_run() -> Path | None:
-    runs = sorted(Path("runs").glob("*/model.safetensors"), key=lambda p: p.stat().st_mtime)
-    return runs[-1].parent if runs else None
-
-
 @app.command()
 def demo(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/demo-<date-time>)"),
@@ -107,7 +102,7 @@ def demo(
 @app.command()
 def predict(
     path: Path = typer.Argument(..., help="an image, a folder of images or a video"),
-    model: Optional[Path] = typer.Option(None, help="run folder or .safetensors checkpoint (default: newest runs/*)"),
+    model: Optional[Path] = typer.Option(None, help="run folder or .safetensors checkpoint (default: aufer's shipped model)"),
     output: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default <name>_aufer.csv here)"),
     plot: Optional[Path] = typer.Option(None, help="PNG of the AU and emotion time series (default next to the CSV)"),
     batch_size: int = typer.Option(16, help="faces per model call"),
@@ -120,16 +115,15 @@ def predict(
     from aufer.media import MediaError, media_kind  # noqa: PLC0415
     from aufer.predict import predict_to_csv  # noqa: PLC0415
     from aufer.report import plot_timeseries  # noqa: PLC0415
-    from aufer.models.io import load_model  # noqa: PLC0415
+    from aufer.models.io import DEFAULT_MODEL, default_model_path, load_model, provenance  # noqa: PLC0415
 
     try:
         kind = media_kind(path)
-        model_path = model or _latest_run()
-        if model_path is None:
-            raise UserError("no trained model found under ./runs: run `aufer demo` first or pass --model RUN_FOLDER")
+        model_path = model or default_model_path()
         net = load_model(model_path)
         if model is None:
-            err.print(f"using model {model_path}")
+            err.print(f"using aufer's default model {DEFAULT_MODEL} (its AU training motion is synthetic; see its model card)")
+        source = provenance(model_path, net)
         output = output or Path(f"{path.stem if kind != 'folder' else path.name}_aufer.csv")
         plot = plot or output.with_suffix(".png")
         from aufer.models.contract import crop_size  # noqa: PLC0415
@@ -146,8 +140,15 @@ def predict(
             predict_to_csv(path, net, output, pipeline=pipeline, batch_size=batch_size, resume=resume, progress=progress)
         import pandas as pd  # noqa: PLC0415
 
+        import json  # noqa: PLC0415
+
+        side = output.with_name(output.name + ".json")
+        side.write_text(json.dumps({"input": str(path), "csv": str(output), **source}, indent=1))
         df = pd.read_csv(output)
-        plot_timeseries(df, plot, title=f"aufer on {path.name}")
+        note = f"model {source['model']}" + (f" ({source['default_model']})" if source["default_model"] else "")
+        if source.get("synthetic_note"):
+            note += "; AU training motion is SYNTHETIC (FACS-warp)"
+        plot_timeseries(df, plot, title=f"aufer on {path.name}", note=note)
         n_frames = df["frame"].nunique()
         found = df.groupby("frame")["face_detected"].any().sum()
         out.print(f"{output}: {len(df)} rows, {n_frames} frames, face found in {found}; plot {plot}")
@@ -301,11 +302,18 @@ def table(
 
 @app.command()
 def models():
-    """List the registered models and their tagged variants (``arch.tag``)."""
+    """List the registered models and their tagged variants (``arch.tag``), and the shipped default model."""
     from aufer.models import list_models  # noqa: PLC0415
+    from aufer.models.io import DEFAULT_MODEL, default_model_path, model_card  # noqa: PLC0415
 
     for name in list_models(tags=True):
         out.print(name)
+    try:
+        weights = default_model_path()
+        card = (model_card(weights) or "").splitlines()
+        out.print(f"default model: {DEFAULT_MODEL} ({weights}){' — ' + card[0].lstrip('# ') if card else ''}")
+    except FileNotFoundError as e:
+        out.print(f"default model: not installed ({e})")
 
 
 @app.command()

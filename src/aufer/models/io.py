@@ -15,7 +15,7 @@ import torch
 from aufer.models._registry import create_model
 
 __all__ = ["CheckpointError", "save_model", "load_model", "load_checkpoint", "DEFAULT_MODEL", "default_model_path",
-           "model_card"]
+           "model_card", "checkpoint_meta", "provenance"]
 
 #: the model shipped inside the package (aufer/data/models/<name>/), used by `aufer predict` without --model
 DEFAULT_MODEL = "aufer-lite0-demo"
@@ -163,3 +163,34 @@ def model_card(weights: str | Path) -> str | None:
     p = Path(weights)
     card = (p if p.is_dir() else p.parent) / "MODEL_CARD.md"
     return card.read_text() if card.is_file() else None
+
+
+
+def checkpoint_meta(weights: str | Path) -> dict:
+    """The JSON written beside a checkpoint's weights (``model`` config and the writer's ``extra``); ``{}`` if
+    unreadable."""
+    p = Path(weights)
+    if p.is_dir():
+        p = p / "model.safetensors"
+    try:
+        return json.loads(p.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def provenance(weights: str | Path, model: torch.nn.Module) -> dict:
+    """What every prediction file and plot should say about the model that made it: its name, where it was
+    loaded from, whether it is aufer's shipped default, what it was trained on (from the checkpoint's JSON,
+    e.g. that its AU training motion is SYNTHETIC) and the first line of its model card."""
+    import aufer  # noqa: PLC0415
+
+    meta = checkpoint_meta(weights)
+    card = model_card(weights)
+    try:
+        is_default = Path(weights).resolve() == default_model_path().resolve()
+    except FileNotFoundError:
+        is_default = False
+    return {"aufer_version": aufer.__version__, "model": getattr(model, "config", {}).get("name"),
+            "model_path": str(weights), "default_model": DEFAULT_MODEL if is_default else None,
+            "trained_on": meta.get("trained_on"), "synthetic_note": meta.get("synthetic_note"),
+            "model_card": card.splitlines()[0].lstrip("# ") if card else None}
