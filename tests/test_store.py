@@ -239,3 +239,22 @@ def test_cli_prepare_reports_layout_problems(tmp_path):
     assert "DFEW layout problem" in res.output and "set_1.csv" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["prepare", "NOPE", "--root", str(tmp_path), "--out", str(tmp_path / "s.sqlite")])
     assert res.exit_code == 2 and "known: BP4D" in res.output
+
+
+def test_records_keep_extra_columns(tmp_path):
+    """Extra record columns (e.g. ``source``: real / synthetic) survive the store, for both kinds of records."""
+    import numpy as np
+
+    from aufer import vocab
+    from aufer.synth import ClipSet
+
+    n, t, s = 3, 2, 16
+    cs = ClipSet(np.zeros((n, t, s, s, 3), np.uint8), np.zeros((n, t, 478, 3), np.float32),
+                 np.zeros((n, t, 2), np.int8), np.zeros((n, t, 2), np.float32), np.array([0, 1, 2]),
+                 np.array(["p0", "p1", "p2"]), np.array(["real", "synthetic", "real"]), np.ones((n, t), bool),
+                 (1, 12), vocab.EMOTIONS_7)
+    for kind in ("au", "expr"):
+        store = FaceStore(tmp_path / f"{kind}.sqlite", "a", crop_size=s)
+        store.save_records(cs.to_store(store, kind, kind))
+        back = store.load_records()
+        assert "source" in back.table and set(back.table["source"]) == {"real", "synthetic"}

@@ -312,17 +312,17 @@ class FaceStore:
 
     # ----------------------------------------------------------------------------------------- records
     def save_records(self, records: FrameRecords | ClipRecords) -> None:
-        """Keep the dataset's records (labels, subjects, folds) in the store, so that training needs only the store
-        file. Replaces records saved before."""
+        """Keep the dataset's records (labels, subjects, folds, and any extra table columns such as ``source``)
+        in the store, so that training needs only the store file. Replaces records saved before."""
         if isinstance(records, FrameRecords):
-            df = records.table[list(records.COLUMNS)].copy()
+            df = records.table.copy()
             for j, a in enumerate(records.aus):
                 df[f"AU{a}"] = records.occurrence[:, j]
                 if records.intensity is not None:
                     df[f"AU{a}_r"] = records.intensity[:, j]
             info = {"kind": "frames", "aus": list(records.aus), "intensity": records.intensity is not None}
         else:
-            df = records.table[list(records.COLUMNS)].copy()
+            df = records.table.copy()
             info = {"kind": "clips", "classes": list(records.classes), "folds": records.folds}
         info.update(dataset=records.dataset, root=records.root, notes=list(records.notes))
         con = self._con()
@@ -343,9 +343,10 @@ class FaceStore:
         df = pd.read_sql("SELECT * FROM records", self._con())
         if info["kind"] == "frames":
             aus = tuple(info["aus"])
+            label_cols = [f"AU{a}" for a in aus] + ([f"AU{a}_r" for a in aus] if info["intensity"] else [])
             occ = df[[f"AU{a}" for a in aus]].to_numpy(np.int8)
             inten = df[[f"AU{a}_r" for a in aus]].to_numpy(np.float32) if info["intensity"] else None
-            return FrameRecords(info["dataset"], info["root"], aus, df[list(FrameRecords.COLUMNS)], occ, inten,
+            return FrameRecords(info["dataset"], info["root"], aus, df.drop(columns=label_cols), occ, inten,
                                 info["notes"])
         df["label"] = df["label"].astype(np.int64)
         return ClipRecords(info["dataset"], info["root"], tuple(info["classes"]), df, info["folds"], info["notes"])
