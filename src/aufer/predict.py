@@ -108,16 +108,22 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
     yield from flush()
 
 
-def predict(path: str | Path, model, pipeline: FacePipeline | None = None, batch_size: int = 16,
+def predict(path: str | Path, model=None, pipeline: FacePipeline | None = None, batch_size: int = 16,
             threshold: float = 0.5, flip: bool = True) -> pd.DataFrame:
     """Analyse an image, a folder or a video; returns the table of :func:`columns` (one row per frame and face).
-    ``flip``: average with the mirrored face (see :func:`iter_predictions`).
+    ``model``: a loaded model, a checkpoint path, or None for aufer's shipped default model
+    (:func:`aufer.models.io.default_model_path`). ``flip``: average with the mirrored face (see
+    :func:`iter_predictions`).
 
     Example:
         >>> from aufer.models.io import load_model            # doctest: +SKIP
         >>> df = predict("clip.mp4", load_model("runs/demo"))
         >>> df[["timestamp_s", "AU12_p", "emotion"]].head()
     """
+    if model is None or isinstance(model, (str, Path)):
+        from aufer.models.io import load_model  # noqa: PLC0415
+
+        model = load_model(model)
     rows = list(iter_predictions(path, model, pipeline, batch_size=batch_size, threshold=threshold, flip=flip))
     return pd.DataFrame(rows, columns=columns(model.aus, model.emotions))
 

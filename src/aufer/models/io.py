@@ -104,13 +104,13 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.Module
     return model
 
 
-def load_model(path: str | Path) -> torch.nn.Module:
+def load_model(path: str | Path | None = None) -> torch.nn.Module:
     """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode:
     ``create_model(**json["model"], checkpoint_path=<weights>)``.
 
     Args:
         path: the ``.safetensors`` file, its ``.json``, their common base path, or a run folder holding
-            ``model.safetensors``.
+            ``model.safetensors``; None = aufer's shipped default model (:func:`default_model_path`).
 
     Raises:
         FileNotFoundError: with what was looked for, if the checkpoint is missing.
@@ -118,7 +118,7 @@ def load_model(path: str | Path) -> torch.nn.Module:
             not fit it.
         aufer.models.UnknownModelError: if the JSON names a model that is not registered.
     """
-    path = Path(path)
+    path = default_model_path() if path is None else Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
     base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
