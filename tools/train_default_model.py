@@ -37,7 +37,7 @@ fine-tuned end to end with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-clas
 **Held-out figures** (the demo's split: {n_test} test people never used in training or selection):
 {test_lines}
 
-**Cross-validation over all 102 London people** (`benchmarks/real_photos_cv.py`, every person tested once):
+**Cross-validation over all 102 London people** (`benchmarks/real_photos_cv.py`: one model of the same recipe per fold, not the shipped model; every person tested once; selection on validation UAR and real-photo accuracy of each fold):
 {cv_lines}
 
 **The bundled video** (Wolfgang Langer on Pexels; frame ranges read off the video, `benchmarks/video_emotions.py`):
