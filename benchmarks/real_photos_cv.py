@@ -77,8 +77,7 @@ def _scores(pred: pd.DataFrame, happy: str = "emo_happiness", neutral: str = "em
 def main():
     from rich.console import Console
 
-    from aufer.demo import HAPPY, NEUTRAL, DemoSettings, demo_recipe
-    from aufer.engine.recipe import build_section, load, read
+    from aufer.demo import HAPPY, NEUTRAL, demo_recipe, engine_recipe, read_demo_recipe
     from aufer.engine.runner import fit
     from aufer.models.io import load_model
     from aufer.store import FaceStore
@@ -95,9 +94,7 @@ def main():
 
     tune_allocator()
     path = Path(args.recipe) if args.recipe else demo_recipe()
-    raw = read(path, args.set)
-    settings = build_section(DemoSettings, raw.get("extra"), "extra")
-    seed = int(raw.get("seed", 0))
+    raw, settings, seed = read_demo_recipe(path, args.set)
     out = Path(args.out or tempfile.mkdtemp(prefix="aufer-realcv-"))
     console = Console()
     au_path, ex_path, london, canada = _data(settings, seed, out, console)
@@ -121,17 +118,14 @@ def main():
                                      "test": real_lon[real_lon["subject"].isin(test)]["clip"].tolist() + can_clips}))
         au_split = out / "split_au.json"
         au_split.write_text(json.dumps({"train": canada, "val": [], "test": []}))
-        values = {"data": {"au": {"store": str(au_path), "split_file": str(au_split)},
-                           "expr": {"store": str(ex_path), "split_file": str(split)}},
-                  "select": {"metric": ["uar", "real.happy_vs_neutral_accuracy"]}}
-        if "input_size" not in ((raw.get("model") or {}).get("args") or {}):
-            values["model"] = {"args": {"input_size": settings.crop_size}}
+        recipe = engine_recipe(path, args.set, raw, settings, au_path, au_split, ex_path, split,
+                               select={"metric": ["uar", "real.happy_vs_neutral_accuracy"]})
         from aufer.demo import _eval_set, real_photo_metrics
 
         val_real = _eval_set(ex_path, real_lon[real_lon["subject"].isin(val)]["clip"].tolist())
         run = out / f"fold{k}"
         if not (run / "metrics.json").exists():
-            fit(load(path, args.set, values=values), run, resume=run.exists(), console=console,
+            fit(recipe, run, resume=run.exists(), console=console,
                 extra_eval={"real": lambda m: real_photo_metrics(m, val_real)})
         model = load_model(run / "best.safetensors")
         pred = pd.read_parquet(run / "predictions" / "test_expr_clips.parquet")

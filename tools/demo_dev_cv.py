@@ -26,9 +26,8 @@ import pandas as pd
 def main():
     from rich.console import Console
 
-    from aufer.demo import HAPPY, NEUTRAL, DemoSettings, demo_recipe, prepare_data
+    from aufer.demo import HAPPY, NEUTRAL, demo_recipe, engine_recipe, prepare_data, read_demo_recipe
     from aufer.demo.data import StageProgress
-    from aufer.engine.recipe import build_section, load, read
     from aufer.engine.runner import fit
     from aufer.store import FaceStore
 
@@ -44,11 +43,10 @@ def main():
 
     tune_allocator()
     path = Path(args.recipe) if args.recipe else demo_recipe()
-    raw = read(path, args.set)
-    settings = build_section(DemoSettings, raw.get("extra"), "extra")
+    raw, settings, seed = read_demo_recipe(path, args.set)
     out_dir = Path(args.out or tempfile.mkdtemp(prefix="aufer-devcv-"))
     with StageProgress(Console(quiet=True)) as steps:
-        data = prepare_data(settings, int(raw.get("seed", 0)), steps, out_dir)
+        data = prepare_data(settings, seed, steps, out_dir)
     table = FaceStore(data.expr_store).load_records().table
     people = sorted(data.split["fe_train"] + data.split["val"])
     np.random.default_rng(123).shuffle(people)
@@ -64,11 +62,10 @@ def main():
         split.write_text(json.dumps({"train": pool[~held]["clip"].tolist(), "val": [], "test": test}))
         au_split = out_dir / "split_au_train_only.json"
         au_split.write_text(json.dumps({"train": data.split["au_train"], "val": [], "test": []}))
-        values = {"data": {"au": {"store": str(data.au_store), "split_file": str(au_split)},
-                           "expr": {"store": str(data.expr_store), "split_file": str(split)}},
-                  "model": {"args": {"input_size": settings.crop_size}}, "select": {"mode": "last"}}
+        recipe = engine_recipe(path, args.set, raw, settings, data.au_store, au_split, data.expr_store, split,
+                               select={"mode": "last"})
         run = out_dir / f"fold{k}"
-        fit(load(path, args.set, values=values), run, resume=run.exists(), progress=False)
+        fit(recipe, run, resume=run.exists(), progress=False)
         pred = pd.read_parquet(run / "predictions" / "test_expr_clips.parquet")
         p_e = pred[[c for c in pred.columns if c.startswith("emo_")]].to_numpy()
         truth = pred["label"].to_numpy()

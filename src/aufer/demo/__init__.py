@@ -23,7 +23,7 @@ from aufer.bundled import ATTRIBUTION, bundled_video
 from aufer.demo.data import HAPPY, NEUTRAL, DemoData, DemoSettings, StageProgress, prepare_data, split_identities
 from aufer.demo.metrics import held_out_metrics, real_photo_metrics
 
-__all__ = ["run_demo", "demo_recipe", "DemoSettings", "DemoData", "split_identities", "prepare_data",
+__all__ = ["run_demo", "demo_recipe", "read_demo_recipe", "engine_recipe", "DemoSettings", "DemoData", "split_identities", "prepare_data",
            "real_photo_metrics", "held_out_metrics", "HAPPY", "NEUTRAL"]
 
 
@@ -33,6 +33,32 @@ def demo_recipe(quick: bool = False) -> Path:
     ``demo_quick.yaml`` (a smoke configuration on ``aufer_tiny``)."""
     name = "demo_quick.yaml" if quick else "demo_lite.yaml"
     return Path(str(resources.files("aufer"))) / "data" / "recipes" / name
+
+
+def read_demo_recipe(path: str | Path, overrides=()) -> tuple[dict, DemoSettings, int]:
+    """The merged mapping of a demo recipe, its validated ``extra`` section and its seed.
+
+    Raises:
+        aufer.engine.recipe.RecipeError: a missing file, or a bad ``extra`` key or value.
+    """
+    from aufer.engine.recipe import build_section, read  # noqa: PLC0415
+
+    raw = read(path, overrides)
+    return raw, build_section(DemoSettings, raw.get("extra"), "extra"), int(raw.get("seed", 0))
+
+
+def engine_recipe(path: str | Path, overrides, raw: dict, settings: DemoSettings, au_store, au_split, expr_store,
+                  expr_split, **sections):
+    """The validated engine recipe of a demo run over the given stores and split files; the model's input
+    size defaults to the crop size; ``sections`` (e.g. ``select={"mode": "last"}``) replace top-level sections
+    given by the caller."""
+    from aufer.engine.recipe import load  # noqa: PLC0415
+
+    values = {"data": {"au": {"store": str(au_store), "split_file": str(au_split)},
+                       "expr": {"store": str(expr_store), "split_file": str(expr_split)}}, **sections}
+    if "input_size" not in ((raw.get("model") or {}).get("args") or {}):
+        values["model"] = {"args": {"input_size": settings.crop_size}}
+    return load(path, overrides, values=values)
 
 
 def _eval_set(store_path: Path, clips: list[str]):
@@ -65,7 +91,7 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
     import pandas as pd  # noqa: PLC0415
     from rich.console import Console  # noqa: PLC0415
 
-    from aufer.engine.recipe import RecipeError, build_section, load, read  # noqa: PLC0415
+    from aufer.engine.recipe import RecipeError  # noqa: PLC0415
     from aufer.engine.runner import fit  # noqa: PLC0415
     from aufer.media import video_info  # noqa: PLC0415
     from aufer.models.io import load_model, save_model  # noqa: PLC0415
@@ -79,9 +105,7 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
     if (out / "train" / "metrics.json").exists():
         raise RecipeError(f"{out} already holds a finished demo; choose another --out")
     path = Path(recipe) if recipe is not None else demo_recipe(quick)
-    raw = read(path, overrides)
-    settings = build_section(DemoSettings, raw.get("extra"), "extra")
-    seed = int(raw.get("seed", 0))
+    raw, settings, seed = read_demo_recipe(path, overrides)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
@@ -97,11 +121,7 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
         steps.log(f"identities: AU-train {len(data.split['au_train'])}, FE-train {len(data.split['fe_train'])}, "
                   f"validation {len(data.split['val'])}, test {len(data.split['test'])} (subject-exclusive)")
     (out / "split.json").write_text(json.dumps(data.split, indent=1))
-    values = {"data": {"au": {"store": str(data.au_store), "split_file": str(data.au_split)},
-                       "expr": {"store": str(data.expr_store), "split_file": str(data.expr_split)}}}
-    if "input_size" not in ((raw.get("model") or {}).get("args") or {}):
-        values["model"] = {"args": {"input_size": settings.crop_size}}
-    r = load(path, overrides, values=values)
+    r = engine_recipe(path, overrides, raw, settings, data.au_store, data.au_split, data.expr_store, data.expr_split)
     shutil.rmtree(out / "train", ignore_errors=True)  # an unfinished earlier training is redone from the cache
     val_real = _eval_set(data.expr_store, data.real_val)
     t0 = time.perf_counter()

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from aufer.engine.distributed import unwrap
 from aufer.losses import LossContext
 
 __all__ = ["StepContext", "to_device", "forward_batch", "joint_step", "mixup_step", "STEPS"]
@@ -46,7 +47,7 @@ def to_device(batch: dict | None, device: torch.device) -> dict | None:
 def forward_batch(model: torch.nn.Module, batch: dict) -> dict[str, torch.Tensor]:
     """The model's outputs on a batch already on the device: ``model(model.preprocess(crops), landmarks)``,
     landmarks passed only to a model that uses them (:mod:`aufer.models.contract`)."""
-    core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    core = unwrap(model)
     x = core.preprocess(batch["crops"])
     lm = batch["landmarks"] if getattr(core, "uses_landmarks", False) else None
     return model(x, lm)
@@ -75,7 +76,7 @@ def mixup_step(model: torch.nn.Module, au_batch: dict | None, expr_batch: dict |
     logs: dict[str, torch.Tensor] = {}
     total = None
     if au_batch is not None:
-        core = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+        core = unwrap(model)
         n = ctx.loss.state.get("mixup_draws", 0)
         ctx.loss.state["mixup_draws"] = n + 1
         g = torch.Generator().manual_seed(hash((int(ctx.args.get("seed", 0)), ctx.loss.epoch, n)) & (2 ** 62 - 1))
