@@ -64,8 +64,9 @@ def test_quick_demo_end_to_end(tmp_path):
     img.write_bytes(open(bundled_faces().path.iloc[0], "rb").read())
     r2 = _aufer("predict", str(img), "--model", str(run), cwd=tmp_path)
     assert r2.returncode == 0, r2.stderr
-    assert (tmp_path / "face_aufer.csv").is_file() and (tmp_path / "face_aufer.png").is_file()
-    side = json.loads((tmp_path / "face_aufer.csv.json").read_text())
+    for name in ("face_jpg_aufer.csv", "face_jpg_aufer.png", "face_jpg_aufer.html"):
+        assert (tmp_path / name).is_file(), name
+    side = json.loads((tmp_path / "face_jpg_aufer.csv.json").read_text())
     assert side["model"] == "aufer_tiny.demo" and "SYNTHETIC" in side["synthetic_note"] and side["default_model"] is None
 
 

@@ -61,7 +61,7 @@ def test_predict_without_model_uses_the_default(tmp_path, faces_df):
                        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert DEFAULT_MODEL in r.stderr and "synthetic" in r.stderr
-    side = json.loads((tmp_path / "face_aufer.csv.json").read_text())
+    side = json.loads((tmp_path / "face_jpg_aufer.csv.json").read_text())
     assert side["default_model"] == DEFAULT_MODEL and "SYNTHETIC" in side["synthetic_note"]
     listed = subprocess.run([sys.executable, "-m", "aufer", "models"], capture_output=True, text=True, timeout=300)
     assert f"default model: {DEFAULT_MODEL}" in listed.stdout

@@ -148,3 +148,32 @@ def test_drop_connect_training_only():
     m.eval()
     with torch.no_grad():
         torch.testing.assert_close(m(x), m(x))
+
+
+def test_lite_backbone_stage_features_and_frozen_stages():
+    from aufer.models import create_model
+    from aufer.models.contract import param_groups
+
+    torch.manual_seed(0)
+    m = create_model("aufer_lite.lite0", pretrained=False, features="stages", freeze_stages=3, input_size=64)
+    bb = m.backbone
+    assert bb.out_dim == 4 * 112 + 320 and bb.net._conv_head is None
+    x = torch.randn(2, 3, 64, 64)
+    f = bb(x)
+    assert f.shape == (2, 768)
+    # the 2 × 2-pooled stride-16 map and the pooled stride-32 map, as forward_stages gives them
+    st = bb.net.forward_stages(x)
+    torch.testing.assert_close(f, torch.cat([F.adaptive_avg_pool2d(st[2], 2).flatten(1), st[3].mean((2, 3))], 1))
+    m.train()
+    frozen = [bb.net._conv_stem, *bb.net._blocks[: bb.net.stage_indices[2] + 1]]
+    assert all(not p.requires_grad for mod in frozen for p in mod.parameters())
+    assert all(not mod.training for mod in frozen) and bb.net._blocks[-1].training  # BN keeps ImageNet statistics
+    lm = torch.rand(2, 1, 478, 3) * 64
+    m(m.preprocess(torch.randint(0, 255, (2, 1, 64, 64, 3), dtype=torch.uint8)), lm)["expr"].sum().backward()
+    assert bb.net._blocks[0]._project_conv.weight.grad is None and bb.net._blocks[-1]._project_conv.weight.grad is not None
+    # the backbone group exists (its trainable part goes to the optimiser) whatever is frozen
+    assert "backbone" in param_groups(create_model("aufer_lite.lite0", pretrained=False, freeze_stages=4))
+    with pytest.raises(ValueError, match="features"):
+        create_model("aufer_lite.lite0", pretrained=False, features="pyramid")
+    with pytest.raises(ValueError, match="freeze_stages"):
+        create_model("aufer_lite.lite0", pretrained=False, freeze_stages=5)

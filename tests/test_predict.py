@@ -18,8 +18,8 @@ def pipeline(detector):
 
 def test_columns_follow_openface_naming(tiny_model):
     cols = columns(tiny_model.aus, tiny_model.emotions)
-    assert cols[:10] == ["frame", "timestamp_s", "file", "face_id", "face_x", "face_y", "face_w", "face_h",
-                         "face_score", "face_detected"]
+    assert cols[:13] == ["frame", "timestamp_s", "file", "status", "face_id", "face_detected", "success",
+                         "confidence", "face_score", "face_x", "face_y", "face_w", "face_h"]
     assert "AU01_p" in cols and "AU12_c" in cols and "emo_happiness" in cols and cols[-1] == "emotion"
 
 
@@ -33,7 +33,13 @@ def test_folder_with_faces_no_face_and_broken_file(tmp_path, faces_df, tiny_mode
     assert list(df.columns) == columns(tiny_model.aus, tiny_model.emotions)
     assert list(df.frame) == [0, 1, 2]
     assert list(df.face_detected) == [True, False, False]
+    assert list(df.status) == ["ok", "no_face", "unreadable"] and list(df.success) == [1, 0, 0]
     row = df.iloc[0]
+    assert row.confidence == row.face_score > 0.5 and np.isfinite([row.pose_pitch, row.pose_yaw, row.pose_roll]).all()
+    assert abs(row.pose_yaw) < 15 and abs(row.pose_roll) < 10  # a frontal studio photo
+    # the five alignment points lie inside the face box, eyes above the mouth
+    xs, ys = [row[f"lm5_x{i}"] for i in range(5)], [row[f"lm5_y{i}"] for i in range(5)]
+    assert all(row.face_x <= x <= row.face_x + row.face_w for x in xs) and ys[0] < ys[3] and xs[0] < xs[1]
     assert 0 <= row.AU12_p <= 1 and row.AU12_c in (0, 1) and row.emotion in tiny_model.emotions
     emo = df.filter(like="emo_").iloc[0]
     assert emo.sum() == pytest.approx(1.0, abs=1e-5)
@@ -213,3 +219,125 @@ def test_report_leaves_the_backend_alone_and_hides_glyph_warnings(tmp_path, monk
     cm = report.confusion_figure([[3, 1], [0, 2]], ["a", "b"])
     assert [t.get_text() for t in cm.axes[0].texts] == ["3", "1", "0", "2"]
     assert len(report.history_figure([{"epoch": 1, "loss": 1.0, "val_f1": 0.2}]).axes[1].get_lines()) == 1
+
+
+# ------------------------------------------------------------------------------------- schema 2 and outputs
+def test_mesh_landmarks_in_image_pixels_on_request(faces_df, tiny_model, pipeline):
+    from aufer.media import read_image
+
+    path = faces_df.path.iloc[0]
+    df = predict(path, tiny_model, pipeline, mesh=True)
+    face = pipeline.detector.detect(read_image(path))[0]
+    got = np.array([[df.iloc[0][f"x_{i}"], df.iloc[0][f"y_{i}"]] for i in range(478)])
+    np.testing.assert_allclose(got, face.landmarks[:, :2], atol=1e-3)
+    assert "x_0" not in predict(path, tiny_model, pipeline).columns
+
+
+def test_api_takes_a_list_of_paths_and_image_arrays(faces_df, tiny_model, pipeline):
+    from aufer.media import read_image
+
+    paths = list(faces_df.path.iloc[:2])
+    df = predict(paths, tiny_model, pipeline)
+    assert list(df.file) == paths and df.face_detected.all()
+    arr = predict([read_image(p) for p in paths], tiny_model, pipeline, flip=True)
+    assert list(arr.file) == ["<array 0>", "<array 1>"]
+    np.testing.assert_allclose(arr.filter(like="_p").to_numpy(float), df.filter(like="_p").to_numpy(float), atol=1e-5)
+    with pytest.raises(MediaError, match="uint8 RGB"):
+        predict(np.zeros((10, 10), np.uint8), tiny_model, pipeline)
+
+
+def test_parquet_output_equals_the_csv(tmp_path, faces_df, tiny_model, pipeline):
+    from aufer.predict import predict_to_file, read_table
+
+    shutil.copy(faces_df.path.iloc[0], tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes(b"broken")
+    c = predict_to_file(tmp_path, tiny_model, tmp_path / "o" / "t.csv", pipeline=pipeline)
+    q = predict_to_file(tmp_path, tiny_model, tmp_path / "o" / "t.parquet", pipeline=pipeline)
+    a, b = read_table(c.output), read_table(q.output)
+    assert list(a.columns) == list(b.columns) and list(b.status) == ["ok", "unreadable"]
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    assert b.emotion.iloc[1] == "" and str(b.dtypes["face_id"]) == "Int64"
+    assert c.warnings == q.warnings and "b.jpg" in c.warnings[0] and "unreadable" in c.warnings[0]
+    assert (c.n_rows, c.n_frames, c.frames_with_face, c.face_ids) == (2, 2, 1, [0])
+
+
+def _faststart_video(path, n_frames):
+    """A video whose index (moov) comes first, so that a file cut short still opens and promises n_frames."""
+    import av
+
+    from fakes import face_frame
+
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        for i in range(n_frames):
+            for p in s.encode(av.VideoFrame.from_ndarray(face_frame(0, shift=i % 5), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_a_truncated_video_warns_with_the_last_good_frame(tmp_path, tiny_model, pipeline):
+    from aufer.predict import predict_to_file
+
+    src = _faststart_video(tmp_path / "full.mp4", 40)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 8 // 10])  # the first GOP survives, the tail is lost
+    r = predict_to_file(cut, tiny_model, tmp_path / "cut.csv", pipeline=pipeline)
+    assert 0 < r.n_frames < 40
+    assert len(r.warnings) == 1
+    w = r.warnings[0]
+    assert f"only {r.n_frames} could be decoded" in w and f"last good frame is {r.n_frames - 1}" in w
+    assert f"{40 - r.n_frames} frames are lost" in w
+
+
+def test_an_unreadable_input_leaves_no_partial_file(tmp_path, tiny_model, pipeline):
+    from aufer.predict import predict_to_file
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 2048)
+    with pytest.raises(MediaError):
+        predict_to_file(bad, tiny_model, tmp_path / "o.csv", pipeline=pipeline)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+
+
+class _InterruptAfter:
+    """A detector that raises KeyboardInterrupt at its n-th call (Ctrl-C in the middle of a video)."""
+
+    def __init__(self, detector, n):
+        self.detector, self.n, self.calls = detector, n, 0
+
+    def detect(self, image):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.detector.detect(image)
+
+
+def test_ctrl_c_keeps_complete_frames_and_the_rerun_says_where_it_resumes(tmp_path, tiny_model, detector):
+    from aufer.predict import predict_to_file
+
+    from fakes import face_frame, write_video
+
+    src = write_video(tmp_path / "v.mp4", [face_frame(0, shift=i) for i in range(20)])
+    out = tmp_path / "v.csv"
+    with pytest.raises(KeyboardInterrupt):  # at frame 14; frames 12 and 13 wait in the model's batch
+        predict_to_file(src, tiny_model, out, pipeline=FacePipeline(64, _InterruptAfter(detector, 15)),
+                        batch_size=4, chunk_rows=4)
+    partial = pd.read_csv(tmp_path / "v.csv.partial")
+    assert partial.frame.tolist() == list(range(12)) and not out.exists()
+    said = []
+    r = predict_to_file(src, tiny_model, out, pipeline=FacePipeline(64, detector), notify=said.append)
+    assert r.resumed_from == 11 and "resuming from frame 11" in said[0]  # the last saved frame is redone
+    assert pd.read_csv(out).frame.tolist() == list(range(20))
+
+
+def test_resume_drops_a_line_cut_short_by_an_interrupt(tmp_path):
+    from aufer.predict import _truncate_to_complete_frames
+
+    p = tmp_path / "x.csv.partial"
+    p.write_text("frame,face_id\n0,0\n1,0\n1,1\n2,0\n2")  # the last write stopped inside a line
+    assert _truncate_to_complete_frames(p) == 2
+    assert p.read_text() == "frame,face_id\n0,0\n1,0\n1,1\n"

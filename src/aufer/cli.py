@@ -24,6 +24,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="aufer: facial Action Units and expressions from images and video.")
 err = Console(stderr=True)
 out = Console()
+for _c in (err, out):  # piped or redirected: no line wrapping, no colour codes
+    if not _c.is_terminal:
+        _c.soft_wrap = True
 
 
 class UserError(Exception):
@@ -33,8 +36,18 @@ class UserError(Exception):
 _DEBUG = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import aufer  # noqa: PLC0415
+
+        out.print(f"aufer {aufer.__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main_options(debug: bool = typer.Option(False, "--debug", help="show tracebacks of user errors too")):
+def _main_options(debug: bool = typer.Option(False, "--debug", help="show tracebacks of user errors too"),
+                  version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                               help="print aufer's version and exit")):
     _DEBUG["on"] = debug
 
 
@@ -101,61 +114,47 @@ def demo(
 
 @app.command()
 def predict(
-    path: Path = typer.Argument(..., help="an image, a folder of images or a video"),
+    paths: list[Path] = typer.Argument(..., help="images, videos and folders (a folder's images make one output, "
+                                                  "each of its videos one)"),
     model: Optional[Path] = typer.Option(None, help="run folder or .safetensors checkpoint (default: aufer's shipped model)"),
-    output: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default <name>_aufer.csv here)"),
-    plot: Optional[Path] = typer.Option(None, help="PNG of the AU and emotion time series (default next to the CSV)"),
+    output: Optional[Path] = typer.Option(None, "--out", help="the table to write, for one input (.csv or .parquet; "
+                                                               "default <name>_<ext>_aufer.csv in --out-dir)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="folder for default-named outputs (default: here)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv | parquet (default: from --out, else csv)"),
+    plot: bool = typer.Option(True, help="write <output>.png (time series; bar charts for stills)"),
+    report: bool = typer.Option(True, help="write <output>.html, an offline report"),
+    overlay: bool = typer.Option(False, help="videos: write <output>_overlay.mp4 with boxes, ids, emotion, AUs"),
+    landmarks: bool = typer.Option(False, "--landmarks", help="add the 478 mesh points (x_i, y_i, image pixels); "
+                                                               "the five alignment points are always written"),
     batch_size: int = typer.Option(16, help="faces per model call"),
-    max_faces: int = typer.Option(4, help="faces per frame at most"),
+    max_faces: int = typer.Option(8, help="faces per frame at most (at least 1)"),
+    min_face_score: float = typer.Option(0.5, help="face detector threshold in (0, 1]"),
+    detector_range: str = typer.Option("both", help="MediaPipe detector: short (faces within ~2 m), full (small, "
+                                                    "far faces) or both"),
+    threshold: float = typer.Option(0.5, help="AU presence threshold on the probability (AUxx_c)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
     resume: bool = typer.Option(True, help="resume an interrupted analysis of the same input"),
 ):
-    """Analyse PATH: one row per frame and face with AU probabilities (AUxx_p), presence (AUxx_c), emotion
-    probabilities (emo_*) and the top emotion; writes a CSV and a time-series plot."""
-    from aufer.faces.pipeline import FacePipeline  # noqa: PLC0415
-    from aufer.media import MediaError, media_kind  # noqa: PLC0415
-    from aufer.predict import predict_to_csv  # noqa: PLC0415
-    from aufer.report import plot_timeseries  # noqa: PLC0415
-    from aufer.models.io import DEFAULT_MODEL, default_model_path, load_model, provenance  # noqa: PLC0415
+    """Analyse images, folders and videos: one row per frame and face with AU probabilities (AUxx_p), presence
+    (AUxx_c), emotion probabilities (emo_*), head pose and landmarks (columns: docs/output_schema.md); writes a
+    table, a metadata sidecar (<output>.json), a figure and an HTML report per input."""
+    from aufer.jobs import OptionError, OutputError  # noqa: PLC0415
+    from aufer.predict_cli import PredictOptions, run_predict  # noqa: PLC0415
 
+    opts = PredictOptions(model=model, out=output, out_dir=out_dir, fmt=fmt, plot=plot, report=report,
+                          overlay=overlay, landmarks=landmarks, batch_size=batch_size, max_faces=max_faces,
+                          min_face_score=min_face_score, detector_range=detector_range, threshold=threshold,
+                          device=device, resume=resume)
     try:
-        kind = media_kind(path)
-        model_path = model or default_model_path()
-        net = load_model(model_path)
-        if model is None:
-            err.print(f"using aufer's default model {DEFAULT_MODEL} (its AU training motion is synthetic; see its model card)")
-        source = provenance(model_path, net)
-        output = output or Path(f"{path.stem if kind != 'folder' else path.name}_aufer.csv")
-        plot = plot or output.with_suffix(".png")
-        from aufer.models.contract import crop_size  # noqa: PLC0415
-
-        pipeline = FacePipeline(crop_size=crop_size(net), max_faces=max_faces)
-        from rich.progress import Progress  # noqa: PLC0415
-
-        with Progress(console=err, transient=True) as bar:
-            task = bar.add_task(f"analysing {path.name}", total=None)
-
-            def progress(done, total):
-                bar.update(task, completed=done, total=total)
-
-            predict_to_csv(path, net, output, pipeline=pipeline, batch_size=batch_size, resume=resume, progress=progress)
-        import pandas as pd  # noqa: PLC0415
-
-        import json  # noqa: PLC0415
-
-        side = output.with_name(output.name + ".json")
-        side.write_text(json.dumps({"input": str(path), "csv": str(output), **source}, indent=1))
-        df = pd.read_csv(output)
-        note = f"model {source['model']}" + (f" ({source['default_model']})" if source["default_model"] else "")
-        if source.get("synthetic_note"):
-            note += "; AU training motion is SYNTHETIC (FACS-warp)"
-        plot_timeseries(df, plot, title=f"aufer on {path.name}", note=note)
-        n_frames = df["frame"].nunique()
-        found = df.groupby("frame")["face_detected"].any().sum()
-        out.print(f"{output}: {len(df)} rows, {n_frames} frames, face found in {found}; plot {plot}")
-    except user_errors() + (FileNotFoundError,) as e:
+        failed = run_predict(list(paths), opts, out, err)
+    except KeyboardInterrupt:  # run_predict has said where the partial output is and how to resume
+        raise typer.Exit(130) from None
+    except user_errors() + (OutputError, OptionError, FileNotFoundError) as e:
         if _DEBUG["on"]:
             raise
         _fail(str(e))
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command()

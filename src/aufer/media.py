@@ -197,8 +197,7 @@ def iter_frames(path: str | Path, start: int = 0) -> Iterator[Frame]:
                 continue
             try:
                 img = read_image(f)
-            except MediaError as e:
-                log.warning("%s", e)
+            except MediaError as e:  # the caller reports it (aufer predict: a warning and an 'unreadable' row)
                 yield Frame(i, float("nan"), None, str(f), error=str(e))
                 continue
             yield Frame(i, float("nan"), img, str(f))

@@ -1,15 +1,11 @@
-"""Streaming analysis of images, folders and videos → one row per (frame, face).
+"""Streaming analysis of images, folders and videos → one row per (frame, face), in the table of
+:mod:`aufer.schema` (every column, its unit and meaning; schema version ``SCHEMA_VERSION``).
 
-Column schema (version ``SCHEMA_VERSION``), units in brackets:
+- :func:`predict`: the Python API; a path, a list of paths or RGB image arrays → one DataFrame.
+- :func:`iter_predictions`: the rows of one input, streamed in constant memory.
+- :func:`predict_to_file`: one input → a CSV or Parquet file, written atomically and resumable.
 
-``frame`` (0-based index), ``timestamp_s`` [s; NaN for stills], ``file`` (source file), ``face_id`` (track id in
-a video, −1 when no face), ``face_x, face_y, face_w, face_h`` [image pixels], ``face_score`` [0–1 detector
-confidence], ``face_detected`` (bool), ``AUxx_p`` [probability 0–1] and ``AUxx_c`` [0/1 presence at
-threshold 0.5] per AU (OpenFace naming, AU01 …), ``emo_<name>`` [probability 0–1] per emotion, ``emotion``
-(top emotion; empty when no face).
-
-A frame without a face gives one row with ``face_detected = False`` and empty predictions, so every frame of
-the input appears in the output.
+Outputs of many inputs, output-path checks and locks are in :mod:`aufer.jobs`.
 """
 
 from __future__ import annotations
@@ -18,8 +14,9 @@ import csv
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,54 +24,68 @@ import torch
 
 from aufer import vocab
 from aufer.faces.pipeline import FacePipeline
-from aufer.media import media_kind, video_info
+from aufer.media import Frame, MediaError, media_kind, video_info
 from aufer.models import contract
+from aufer.schema import SCHEMA_VERSION, columns, empty_row
 
-__all__ = ["SCHEMA_VERSION", "columns", "iter_predictions", "predict", "predict_to_csv"]
-
-SCHEMA_VERSION = 1
-
-
-def columns(aus, emotions) -> list[str]:
-    """Output column names for a model's AUs and emotions, in order."""
-    return (["frame", "timestamp_s", "file", "face_id", "face_x", "face_y", "face_w", "face_h", "face_score",
-             "face_detected"] + [f"{vocab.au_code(a)}_p" for a in aus] + [f"{vocab.au_code(a)}_c" for a in aus]
-            + [f"emo_{e}" for e in emotions] + ["emotion"])
+__all__ = ["SCHEMA_VERSION", "columns", "iter_predictions", "predict", "predict_to_file", "predict_to_csv",
+           "PredictResult"]
 
 
-def _empty_row(frame, aus, emotions) -> dict:
-    row = {"frame": frame.index, "timestamp_s": frame.timestamp_s, "file": frame.source, "face_id": -1,
-           "face_x": math.nan, "face_y": math.nan, "face_w": math.nan, "face_h": math.nan, "face_score": math.nan,
-           "face_detected": False}
-    row.update({f"{vocab.au_code(a)}_p": math.nan for a in aus})
-    row.update({f"{vocab.au_code(a)}_c": math.nan for a in aus})
-    row.update({f"emo_{e}": math.nan for e in emotions})
-    row["emotion"] = ""
-    return row
+def _device_of(model) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def _run_model(model, items: list, threshold: float, flip: bool) -> None:
     """Fill predictions into ``items`` = [(row, aligned_face)] with one batched pass (T = 1 per face; clip
     models need per-track windows, not yet supported)."""
-    crops = torch.from_numpy(np.stack([a.crop for _, a in items]))[:, None]
-    lms = torch.from_numpy(np.stack([a.landmarks for _, a in items]).astype(np.float32))[:, None]
+    dev = _device_of(model)
+    crops = torch.from_numpy(np.stack([a.crop for _, a in items]))[:, None].to(dev)
+    lms = torch.from_numpy(np.stack([a.landmarks for _, a in items]).astype(np.float32))[:, None].to(dev)
     p_au, p_e = contract.probabilities(model, crops, lms, flip=flip)
-    p_au, p_e = p_au[:, 0].numpy(), p_e.numpy()
+    p_au, p_e = p_au[:, 0].float().cpu().numpy(), p_e.float().cpu().numpy()
+    au_p = [f"{vocab.au_code(a)}_p" for a in model.aus]
+    au_c = [f"{vocab.au_code(a)}_c" for a in model.aus]
+    emo = [f"emo_{e}" for e in model.emotions]
     for k, (row, _) in enumerate(items):
-        for j, a in enumerate(model.aus):
-            row[f"{vocab.au_code(a)}_p"] = float(p_au[k, j])
-            row[f"{vocab.au_code(a)}_c"] = int(p_au[k, j] >= threshold)
-        for j, e in enumerate(model.emotions):
-            row[f"emo_{e}"] = float(p_e[k, j])
-        row["emotion"] = model.emotions[int(p_e[k].argmax())]
+        for j in range(len(au_p)):
+            row[au_p[j]] = float(p_au[k, j])
+            row[au_c[j]] = int(p_au[k, j] >= threshold)
+        for j in range(len(emo)):
+            row[emo[j]] = float(p_e[k, j])
+        row["emotion"] = model.emotions[int(p_e[k].argmax())] if len(emo) else ""
+
+
+def _face_row(frame: Frame, a, aus, emotions, mesh: bool) -> dict:
+    from aufer.faces.pose import head_pose  # noqa: PLC0415
+
+    row = empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, status="ok", mesh=mesh)
+    x, y, w, h = (float(v) for v in a.face.box)
+    score = float(a.face.score)
+    h_img, w_img = frame.image.shape[:2]
+    pitch, yaw, roll = (float(v) for v in head_pose(a.face.landmarks, image_size=(w_img, h_img)))
+    row.update({"face_id": int(a.face_id), "face_detected": True, "success": 1, "confidence": score,
+                "face_score": score, "face_x": x, "face_y": y, "face_w": w, "face_h": h,
+                "pose_pitch": pitch, "pose_yaw": yaw, "pose_roll": roll})
+    for i, (px, py) in enumerate(a.face.five):
+        row[f"lm5_x{i}"], row[f"lm5_y{i}"] = float(px), float(py)
+    if mesh:
+        lm = a.face.landmarks
+        for i in range(lm.shape[0]):
+            row[f"x_{i}"], row[f"y_{i}"] = float(lm[i, 0]), float(lm[i, 1])
+    return row
 
 
 def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = None, start: int = 0,
-                     batch_size: int = 16, threshold: float = 0.5, flip: bool = True) -> Iterator[dict]:
-    """Rows (dicts with :func:`columns` keys) for every frame and face of ``path``, in frame order, streamed in
-    constant memory. ``start`` skips frames before that index (resuming). ``flip`` averages each face's
-    predictions with those of its mirror image (:func:`aufer.models.contract.flip_average`; on by default here
-    for practitioners, unlike evaluation, where benchmark protocols use no test-time augmentation).
+                     batch_size: int = 16, threshold: float = 0.5, flip: bool = True,
+                     mesh: bool = False) -> Iterator[dict]:
+    """Rows (dicts with :func:`aufer.schema.columns` keys) for every frame and face of ``path``, in frame order,
+    streamed in constant memory. ``start`` skips frames before that index (resuming). ``flip`` averages each
+    face's predictions with those of its mirror image (:func:`aufer.models.contract.flip_average`; on by
+    default here for practitioners, unlike evaluation, where benchmark protocols use no test-time
+    augmentation). ``mesh`` adds the 478 mesh points (``x_i``, ``y_i``, image pixels). The model runs on the
+    device its parameters are on.
 
     Without ``pipeline``, faces are aligned at the model's crop size
     (:func:`aufer.models.contract.crop_size`: ``default_cfg["crop_size"]``, else ``input_size``).
@@ -85,6 +96,7 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
     model.eval()
     pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
     pending: list = []  # (row, aligned face or None) waiting for the model, in frame order
+    aus, emotions = model.aus, model.emotions
 
     def flush() -> list[dict]:
         with_face = [p for p in pending if p[1] is not None]
@@ -95,79 +107,157 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
         return rows
 
     for frame, faces in pipeline.iter_media(path, start=start):
-        if not faces:
-            pending.append((_empty_row(frame, model.aus, model.emotions), None))
+        if frame.image is None:
+            pending.append((empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions,
+                                      status="unreadable", mesh=mesh), None))
+        elif not faces:
+            pending.append((empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, mesh=mesh), None))
         for a in faces:
-            row = _empty_row(frame, model.aus, model.emotions)
-            x, y, w, h = (float(v) for v in a.face.box)
-            row.update({"face_id": int(a.face_id), "face_x": x, "face_y": y, "face_w": w, "face_h": h,
-                        "face_score": float(a.face.score), "face_detected": True})
-            pending.append((row, a))
+            pending.append((_face_row(frame, a, aus, emotions, mesh), a))
         if sum(a is not None for _, a in pending) >= batch_size:
             yield from flush()
     yield from flush()
 
 
-def predict(path: str | Path, model=None, pipeline: FacePipeline | None = None, batch_size: int = 16,
-            threshold: float = 0.5, flip: bool = True) -> pd.DataFrame:
-    """Analyse an image, a folder or a video; returns the table of :func:`columns` (one row per frame and face).
-    ``model``: a loaded model, a checkpoint path, or None for aufer's shipped default model
-    (:func:`aufer.models.io.default_model_path`). ``flip``: average with the mirrored face (see
-    :func:`iter_predictions`).
+def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch_size, threshold, flip, mesh):
+    """Rows for in-memory RGB images (``file`` = ``<array i>``)."""
+    model.eval()
+    pending: list = []
+    for i, img in enumerate(images):
+        img = np.asarray(img)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise MediaError(f"image array {i}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}; "
+                             "convert it first (e.g. cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))")
+        frame = Frame(i, math.nan, img, f"<array {i}>")
+        faces = pipeline.process(img)
+        if not faces:
+            pending.append((empty_row(i, math.nan, frame.source, model.aus, model.emotions, mesh=mesh), None))
+        for a in faces:
+            pending.append((_face_row(frame, a, model.aus, model.emotions, mesh), a))
+    with_face = [p for p in pending if p[1] is not None]
+    for k in range(0, len(with_face), batch_size):
+        _run_model(model, with_face[k:k + batch_size], threshold, flip)
+    return [r for r, _ in pending]
+
+
+def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size: int = 16,
+            threshold: float = 0.5, flip: bool = True, mesh: bool = False,
+            device: str | torch.device | None = None) -> pd.DataFrame:
+    """Analyse images, folders or videos; returns ONE table of :mod:`aufer.schema` (a row per frame and face).
+
+    Args:
+        inputs: a path (image, folder of images, video), a list of paths, an ``(H, W, 3)`` uint8 RGB array,
+            or a list of such arrays (``file`` is then ``<array i>``). Rows of several inputs are concatenated
+            in input order; ``file`` tells them apart.
+        model: a loaded model, a checkpoint path, or None for aufer's shipped default model
+            (:func:`aufer.models.io.default_model_path`).
+        device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or None (the model's current device).
+        flip: average with the mirrored face (see :func:`iter_predictions`). ``mesh``: add the 478 mesh points.
+
+    Raises:
+        aufer.media.MediaError: a missing, unsupported or unreadable input, or a malformed array.
 
     Example:
-        >>> from aufer.models.io import load_model            # doctest: +SKIP
-        >>> df = predict("clip.mp4", load_model("runs/demo"))
-        >>> df[["timestamp_s", "AU12_p", "emotion"]].head()
+        >>> df = predict("clip.mp4")                      # doctest: +SKIP
+        >>> df[["timestamp_s", "face_id", "AU12_p", "emotion"]].head()
     """
     if model is None or isinstance(model, (str, Path)):
         from aufer.models.io import load_model  # noqa: PLC0415
 
         model = load_model(model)
-    rows = list(iter_predictions(path, model, pipeline, batch_size=batch_size, threshold=threshold, flip=flip))
-    return pd.DataFrame(rows, columns=columns(model.aus, model.emotions))
+    if device is not None:
+        model.to(device)
+    pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
+    cols = columns(model.aus, model.emotions, mesh)
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 3:
+        inputs = [inputs]
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    arrays = [x for x in inputs if isinstance(x, np.ndarray)]
+    if arrays and len(arrays) != len(inputs):
+        raise MediaError("pass either paths or image arrays, not both in one call")
+    if arrays:
+        rows = _iter_array_predictions(arrays, model, pipeline, batch_size, threshold, flip, mesh)
+    else:
+        rows = [r for p in inputs for r in iter_predictions(p, model, pipeline, batch_size=batch_size,
+                                                            threshold=threshold, flip=flip, mesh=mesh)]
+    return pd.DataFrame(rows, columns=cols)
 
 
-def _source_key(path: Path, model, flip: bool, crop_size: int) -> dict:
-    """What a partial CSV must have been made with to be resumed: the input file, the model, the options."""
+def _source_key(path: Path, model, flip: bool, crop_size: int, mesh: bool = False, options: dict | None = None) -> dict:
+    """What a partial output must have been made with to be resumed: the input file, the model, the options."""
     st = path.stat()
     return {"input": str(path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime),
             "model": getattr(model, "config", {}), "flip": bool(flip), "crop_size": int(crop_size),
-            "schema": SCHEMA_VERSION}
+            "mesh": bool(mesh), "options": options or {}, "schema": SCHEMA_VERSION}
 
 
-def predict_to_csv(path: str | Path, model, out_csv: str | Path, pipeline: FacePipeline | None = None,
-                   batch_size: int = 16, threshold: float = 0.5, resume: bool = True, progress=None,
-                   chunk_rows: int = 256, flip: bool = True) -> Path:
-    """Analyse ``path`` and write the table to ``out_csv`` in constant memory.
+@dataclass
+class PredictResult:
+    """What :func:`predict_to_file` did.
 
-    Rows are appended in chunks to ``<out_csv>.partial``, which becomes ``out_csv`` only when the input is
-    complete (atomic). If a run is interrupted, the next call with the same input and model resumes after the
-    last complete frame (``resume=True``); a partial file made with another model, ``flip`` or crop size is
-    started afresh. ``progress(frame_index, n_frames)`` is called per written chunk. ``flip``: see
-    :func:`iter_predictions`.
+    Attributes:
+        output: the file written. n_rows / n_frames: rows and distinct frames in it. frames_with_face:
+        frames where at least one face was found. face_ids: distinct track ids. resumed_from: the frame an
+        interrupted earlier run was resumed from (None: started afresh). warnings: one line each (a truncated
+        video, unreadable images).
+    """
+
+    output: Path
+    n_rows: int = 0
+    n_frames: int = 0
+    frames_with_face: int = 0
+    face_ids: list[int] = field(default_factory=list)
+    resumed_from: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _partial_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_name(out.name + ".partial"), out.with_name(out.name + ".partial.json")
+
+
+def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipeline | None = None,
+                    batch_size: int = 16, threshold: float = 0.5, resume: bool = True,
+                    progress: Callable[[int, int | None], None] | None = None, chunk_rows: int = 256,
+                    flip: bool = True, mesh: bool = False, fmt: str | None = None,
+                    notify: Callable[[str], None] | None = None, options: dict | None = None) -> PredictResult:
+    """Analyse ``path`` and write the table to ``out`` (CSV, or Parquet when ``fmt="parquet"`` or ``out``
+    ends in ``.parquet``) in constant memory.
+
+    Rows are appended in chunks (of at least ``chunk_rows`` rows, whole frames) to ``<out>.partial`` (CSV);
+    when the input is complete it becomes ``out`` (atomic rename; Parquet is converted from it in row
+    groups). An interrupted run leaves the partial file and a key (``<out>.partial.json``); the next call
+    with the same input, model and options resumes after the last complete frame (``resume=True``) and says
+    so through ``notify``; otherwise it starts afresh. If the input cannot be read at all, no partial file
+    stays behind. ``progress(frames_done, n_frames or None)`` is called per chunk.
 
     Raises:
         aufer.media.MediaError: for a missing, unsupported or unreadable input.
     """
-    path, out_csv = Path(path), Path(out_csv)
+    path, out = Path(path), Path(out)
+    fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
     kind = media_kind(path)
     n_frames = video_info(path)["n_frames"] if kind == "video" else None
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_csv.with_name(out_csv.name + ".partial")
-    sidecar = out_csv.with_name(out_csv.name + ".partial.json")
-    cols = columns(model.aus, model.emotions)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial, key_file = _partial_paths(out)
+    cols = columns(model.aus, model.emotions, mesh)
     pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
-    key = _source_key(path, model, flip, pipeline.crop_size)
+    key = _source_key(path, model, flip, pipeline.crop_size, mesh, options)
+    result = PredictResult(out)
     start = 0
-    if resume and partial.exists() and sidecar.exists() and json.loads(sidecar.read_text()) == key:
+    if resume and partial.exists() and key_file.exists() and _read_key(key_file) == key:
         start = _truncate_to_complete_frames(partial)
+        result.resumed_from = start
+        if notify:
+            notify(f"{path}: resuming from frame {start} (the partial output {partial} of an interrupted run)")
     else:
         with open(partial, "w", newline="") as f:
             csv.writer(f).writerow(cols)
-        sidecar.write_text(json.dumps(key))
+        key_file.write_text(json.dumps(key))
     buf: list[dict] = []
-    last_frame = start - 1
+    last_frame, last_ts = start - 1, math.nan
+    written = 0
 
     def write(rows):
         with open(partial, "a", newline="") as f:
@@ -176,26 +266,145 @@ def predict_to_csv(path: str | Path, model, out_csv: str | Path, pipeline: FaceP
             f.flush()
             os.fsync(f.fileno())
 
-    for row in iter_predictions(path, model, pipeline, start=start, batch_size=batch_size, threshold=threshold,
-                                flip=flip):
-        if buf and row["frame"] != last_frame and len(buf) >= chunk_rows:
+    try:
+        for row in iter_predictions(path, model, pipeline, start=start, batch_size=batch_size,
+                                    threshold=threshold, flip=flip, mesh=mesh):
+            if buf and row["frame"] != last_frame and len(buf) >= chunk_rows:
+                rows, buf = buf, []  # emptied first: an interrupt inside write() must not write them twice
+                write(rows)
+                written += len(rows)
+                if progress:
+                    progress(last_frame + 1, n_frames)
+            if row["status"] == "unreadable":
+                result.warnings.append(f"{row['file']}: cannot be decoded as an image; its row has status "
+                                       "'unreadable'")
+            buf.append(row)
+            last_frame, last_ts = row["frame"], row["timestamp_s"]
+    except MediaError:
+        if start == 0 and written == 0:  # nothing of this input could be read: leave nothing behind
+            partial.unlink(missing_ok=True)
+            key_file.unlink(missing_ok=True)
+        raise
+    except BaseException:  # KeyboardInterrupt included: keep what the model has done for the rerun
+        if buf:  # rows arrive a whole frame at a time (the model runs on whole frames)
             write(buf)
-            buf = []
-            if progress:
-                progress(last_frame + 1, n_frames)
-        buf.append(row)
-        last_frame = row["frame"]
+        raise
     if buf:
         write(buf)
     if progress:
         progress(last_frame + 1, n_frames)
-    os.replace(partial, out_csv)
-    sidecar.unlink(missing_ok=True)
-    return out_csv
+    if kind == "video" and n_frames and last_frame + 1 < n_frames:
+        lost = n_frames - (last_frame + 1)
+        result.warnings.append(
+            f"{path}: the video's header promises {n_frames} frames but only {last_frame + 1} could be decoded; "
+            f"the last good frame is {last_frame} ({last_ts:.2f} s), {lost} frames are lost (truncated or "
+            "corrupt file)")
+    if fmt == "parquet":
+        _csv_to_parquet(partial, out, cols)
+        partial.unlink()
+    else:
+        os.replace(partial, out)
+    key_file.unlink(missing_ok=True)
+    _summarise(out, fmt, result)
+    return result
+
+
+def predict_to_csv(path: str | Path, model, out_csv: str | Path, **kwargs) -> Path:
+    """:func:`predict_to_file` to a CSV; returns its path."""
+    return predict_to_file(path, model, out_csv, fmt="csv", **kwargs).output
+
+
+def _read_key(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+_STR_COLS = ("file", "status", "emotion")
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """An output of :func:`predict_to_file` (CSV or Parquet) as a DataFrame, text columns kept as text
+    (``emotion`` of a face-less row is ``""``)."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path, columns=list(columns) if columns else None)
+    df = pd.read_csv(path, usecols=list(columns) if columns else None, dtype={c: str for c in _STR_COLS},
+                     keep_default_na=False, na_values={c: ["nan", "NaN", ""] for c in _numeric_guess(path)})
+    return df
+
+
+def _numeric_guess(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    return [c for c in header if c not in _STR_COLS]
+
+
+def _csv_to_parquet(src: Path, dst: Path, cols: list[str], rows_per_group: int = 50_000) -> None:
+    """Convert a partial CSV to Parquet in row groups (constant memory), atomically."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    tmp = dst.with_name(dst.name + ".tmp")
+    writer = None
+    try:
+        na = {c: ["nan", "NaN", ""] for c in cols if c not in _STR_COLS}
+        for chunk in pd.read_csv(src, chunksize=rows_per_group, dtype={c: str for c in _STR_COLS},
+                                 keep_default_na=False, na_values=na):
+            chunk = _typed(chunk)
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(tmp, schema)
+            writer.write_table(table.cast(schema))
+        if writer is None:  # header only
+            writer = pq.ParquetWriter(tmp, pa.Table.from_pandas(_typed(pd.read_csv(src, nrows=0)), preserve_index=False).schema)
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp, dst)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Column dtypes of the schema: ints as nullable Int64 where a face-less row has none, text as str."""
+    for c in df.columns:
+        if c in _STR_COLS:
+            df[c] = df[c].astype(str)
+        elif c in ("frame", "face_id", "success") or c.endswith("_c"):
+            df[c] = pd.to_numeric(df[c]).astype("Int64")
+        elif c == "face_detected":
+            df[c] = df[c].astype(str).str.lower().eq("true")
+        else:
+            df[c] = pd.to_numeric(df[c]).astype("float64")
+    return df
+
+
+def _summarise(out: Path, fmt: str, result: PredictResult) -> None:
+    """Counts of the finished file, read back column by column (constant memory for CSV via chunks)."""
+    frames: set[int] = set()
+    with_face: set[int] = set()
+    ids: set[int] = set()
+    n = 0
+    cols = ["frame", "face_id", "face_detected"]
+    chunks = [pd.read_parquet(out, columns=cols)] if fmt == "parquet" else pd.read_csv(out, usecols=cols, chunksize=100_000)
+    for c in chunks:
+        n += len(c)
+        frames.update(c["frame"].tolist())
+        det = c["face_detected"].astype(str).str.lower().eq("true")
+        with_face.update(c.loc[det, "frame"].tolist())
+        ids.update(int(i) for i in c.loc[det, "face_id"].tolist())
+    result.n_rows, result.n_frames, result.frames_with_face = n, len(frames), len(with_face)
+    result.face_ids = sorted(ids)
 
 
 def _truncate_to_complete_frames(partial: Path) -> int:
-    """Drop rows of the last frame in a partial CSV (it may be incomplete); return the frame to restart from."""
+    """Drop a last line cut short (an interrupt inside a write) and the rows of the last frame in a partial CSV
+    (it may be incomplete); return the frame to restart from."""
+    with open(partial, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
     df = pd.read_csv(partial, usecols=["frame"])
     if df.empty:
         return 0

