@@ -133,3 +133,30 @@ def test_bad_model_files_are_one_line_errors(tmp_path, faces_df, damage):
     needle = {"missing": "no checkpoint", "truncated": "truncated", "unknown_model": "aufer_from_the_future",
               "shapes": "do not fit", "bad_json": "not valid JSON"}[damage]
     assert needle in res.output
+
+
+def test_predict_writes_table_sidecar_figure_report_and_overlay(tmp_path, monkeypatch):
+    """One video with a name matplotlib's font lacks: every output of `aufer predict`, nothing leaking to stderr."""
+    import warnings
+
+    import av
+    from typer.testing import CliRunner
+
+    from aufer.cli import app
+    from fakes import face_frame, write_video
+
+    _tiny_checkpoint(tmp_path / "m")
+    src = write_video(tmp_path / "顔 \U0001F600.mp4", [face_frame(0, shift=i) for i in range(6)])
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = CliRunner().invoke(app, ["predict", str(src), "--model", str(tmp_path / "m"), "--overlay"])
+    assert r.exit_code == 0, r.stderr
+    stem = "顔 \U0001F600_mp4_aufer"
+    for suffix in (".csv", ".csv.json", ".png", ".html", "_overlay.mp4"):
+        assert (tmp_path / (stem + suffix)).is_file(), suffix
+    assert "warning" not in r.stderr.lower()
+    with av.open(str(tmp_path / (stem + "_overlay.mp4"))) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 6
+    side = json.loads((tmp_path / (stem + ".csv.json")).read_text())
+    assert side["schema_version"] == 2 and side["face"]["detector_range"] == "both" and side["frames"] == 6
