@@ -127,7 +127,9 @@ def joint_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None
     return {"loss": au_weight * l_au + expr_weight * l_expr, "loss_au": l_au.detach(), "loss_expr": l_expr.detach()}
 
 
-LOSSES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_loss}
+from aufer.losses_mdhr import mdhr_loss  # noqa: E402  (it needs LossContext from this module)
+
+LOSSES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_loss, "mdhr": mdhr_loss}
 """Recipe losses by name (``train.loss``): ``fn(out_au, out_expr, au_batch, expr_batch, *, ctx, **loss_args)``
 returning a dict with a ``"loss"`` scalar to minimise and detached scalars to log. A method adds its own; a
 loss that always needs the fold's AU class weights in ``ctx.au_weight`` sets ``fn.uses_class_weights = True``

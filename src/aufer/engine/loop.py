@@ -186,6 +186,8 @@ def summarise(pred: dict[str, np.ndarray], aus: Sequence[int], emotions: Sequenc
             a = metrics.au_auc(p_au, au)
             res["au_auc"] = {f"AU{x}": (None if math.isnan(v) else float(v)) for x, v in zip(aus, a)}
             res["au_auc_mean"] = float(np.nanmean(a)) if np.isfinite(a).any() else None
+    if pred["p_expr"].shape[-1] == 0:  # an AU-only model (MDHR): no expression output to score
+        return res
     expr = pred["expr"]
     cm = metrics.confusion(pred["p_expr"].argmax(1), expr, len(emotions))
     if reduce:
