@@ -32,6 +32,7 @@ def _data(settings, seed: int, out: Path, console):
     neutral photos (evaluation only)."""
     from aufer import synth, vocab
     from aufer.bundled import bundled_faces
+    from aufer.demo import HAPPY, NEUTRAL
     from aufer.demo.data import StageProgress, _bases, _cached, _concat_clips, _concat_frames, _detect_photos, _real_clips
     from aufer.store import FaceStore
 
@@ -55,7 +56,8 @@ def _data(settings, seed: int, out: Path, console):
     au_store.close()
     ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=settings.crop_size)
     parts = [_real_clips(london, det, settings.crop_size).to_store(ex_store, "real_london", "expr"),
-             ex.to_store(ex_store, "synth_london", "expr"),
+             (ex if settings.fe_synth_real_classes else ex.subset(np.flatnonzero(~np.isin(ex.expr, [HAPPY, NEUTRAL]))))
+             .to_store(ex_store, "synth_london", "expr"),
              _real_clips(canada, det, settings.crop_size).to_store(ex_store, "real_canada", "expr")]
     ex_store.save_records(_concat_clips(parts))
     ex_store.close()

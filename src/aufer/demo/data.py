@@ -50,6 +50,7 @@ class DemoSettings:
     au_clips_per_person: int = 12       # synthetic AU clips per AU-train person
     au_eval_clips_per_person: int = 4   # synthetic AU clips per validation / test person
     fe_synth_per_emotion: int = 2       # synthetic prototype stills per FE-train person and emotion
+    fe_synth_real_classes: bool = True  # also train on synthetic neutral / happiness stills (real photos show them)
     fe_eval_per_emotion: int = 1        # synthetic prototype stills per validation / test person and emotion
     real_repeat: int = 1                # each real FE-train photo appears this many times per epoch
     workers: int = 2                    # processes for synthetic data generation
@@ -108,7 +109,7 @@ def cache_dir(s: DemoSettings, seed: int, split: dict) -> Path:
     """Where the demo's synthetic data and stores are cached (``$AUFER_CACHE``, default ``~/.cache/aufer``),
     keyed by everything they depend on."""
     keys = ("crop_size", "synth_image_size", "clip_frames", "au_clips_per_person", "au_eval_clips_per_person",
-            "fe_synth_per_emotion", "fe_eval_per_emotion", "real_repeat")
+            "fe_synth_per_emotion", "fe_eval_per_emotion", "real_repeat", "fe_synth_real_classes")
     settings = {k: v for k, v in asdict(s).items() if k in keys}
     blob = json.dumps({"version": aufer.__version__, "synth": synth.SYNTH_VERSION, "store": 2, "seed": seed,
                        "cfg": settings, "split": split}, sort_keys=True)
@@ -231,7 +232,10 @@ def prepare_data(s: DemoSettings, seed: int, steps: StageProgress, out_dir: Path
     au_store.save_records(au)
     au_store.close()
     ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=s.crop_size)
-    fe_train = ClipSet.concat([real["fe_train"]] * max(1, s.real_repeat) + [parts["fe_train_synth"]])
+    fe_synth = parts["fe_train_synth"]
+    if not s.fe_synth_real_classes:  # the classes real photos show are learned from real photos only
+        fe_synth = fe_synth.subset(np.flatnonzero(~np.isin(fe_synth.expr, [HAPPY, NEUTRAL])))
+    fe_train = ClipSet.concat([real["fe_train"]] * max(1, s.real_repeat) + [fe_synth])
     ex_parts = {"fe_train": fe_train.to_store(ex_store, "fe_train", "expr"),
                 "real_val": real["val"].to_store(ex_store, "real_val", "expr"),
                 "synth_val": parts["val_expr_synth"].to_store(ex_store, "synth_val", "expr"),
