@@ -427,3 +427,35 @@ def test_engine_trains_and_evaluates_mdhr(tmp_path):
     assert res is not None
     metrics = json.loads(next((tmp_path / "run").rglob("metrics.json")).read_text())
     assert "au_f1_mean" in json.dumps(metrics) and "uar" not in json.dumps(metrics)
+
+
+@pytest.mark.slow
+def test_aufer_import_mdhr_round_trip_and_bad_checkpoints(tmp_path, monkeypatch):
+    """`aufer import mdhr` on a checkpoint laid out as the official train.py saves it ({"state_dict": ...},
+    DataParallel's "module." prefix) gives a model folder whose outputs equal the source model's; a checkpoint of
+    the other dataset, or a damaged file, is one line and exit code 2."""
+    from typer.testing import CliRunner
+
+    from aufer.cli import app
+    from aufer.models import create_model, load_model
+    from aufer.models.mdhr import to_official_state_dict
+
+    torch.manual_seed(0)
+    src = create_model("mdhr.bp4d_resnet50", pretrained=False).eval()
+    sd = {"module." + k: v for k, v in to_official_state_dict(src).items()}
+    torch.save({"epoch": 3, "state_dict": sd}, tmp_path / "best_model.pth")
+    r = CliRunner().invoke(app, ["import", "mdhr", str(tmp_path / "best_model.pth"), "--dataset", "BP4D",
+                                 "--backbone", "resnet50", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.stderr
+    got = load_model(tmp_path / "m").eval()
+    x = torch.randint(0, 255, (1, 11, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(got(got.preprocess(x))["au"], src(src.preprocess(x))["au"], atol=1e-5, rtol=0)
+    bad = CliRunner().invoke(app, ["import", "mdhr", str(tmp_path / "best_model.pth"), "--dataset", "DISFA",
+                                   "--backbone", "resnet50", "--out", str(tmp_path / "m2")])
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert bad.exit_code == 2 and len(lines) == 1 and "does not fit" in lines[0] and "Traceback" not in bad.stderr
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "best_model.pth").read_bytes()[:5000])
+    bad = CliRunner().invoke(app, ["import", "mdhr", str(tmp_path / "cut.pth"), "--dataset", "BP4D",
+                                   "--backbone", "resnet50", "--out", str(tmp_path / "m3")])
+    assert bad.exit_code == 2 and "cannot be read" in bad.stderr and not (tmp_path / "m3").exists()

@@ -299,6 +299,36 @@ def table(
     _guard(run)
 
 
+@app.command("import")
+def import_checkpoint(
+    method: str = typer.Argument(..., help="the method whose official checkpoint this is: mdhr"),
+    checkpoint: Path = typer.Argument(..., help="the .pth file the official code saved"),
+    dataset: str = typer.Option(..., help="BP4D | DISFA"),
+    backbone: str = typer.Option(..., help="resnet50 | swin_b"),
+    out_dir: Path = typer.Option(..., "--out", help="folder to write model.safetensors + model.json into"),
+    k: int = typer.Option(5, help="MDHR: frames pooled by the temporal average of MFD (the official default 5)"),
+):
+    """Convert an official checkpoint into an aufer model folder (tensors only, no code is loaded), which
+    `aufer evaluate`, `aufer predict --model` and `aufer.load_model` read."""
+    from aufer.models.io import save_model  # noqa: PLC0415
+
+    def run():
+        if method.lower() != "mdhr":
+            raise UserError(f"no importer for {method!r}; known: mdhr")
+        if dataset.upper() not in ("BP4D", "DISFA") or backbone.lower() not in ("resnet50", "swin_b"):
+            raise UserError(f"--dataset must be BP4D or DISFA and --backbone resnet50 or swin_b, not "
+                            f"{dataset!r} / {backbone!r}")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--out {out_dir} is a file; give a folder")
+        from aufer.models.mdhr import from_official_state_dict  # noqa: PLC0415
+
+        model = from_official_state_dict(checkpoint, dataset.upper(), backbone.lower(), k=k)
+        path = save_model(model, out_dir / "model", extra={"imported_from": str(checkpoint),
+                                                           "source": "official MDHR code (github.com/CVI-SZU/MDHR)"})
+        out.print(f"{checkpoint} → {path} ({model.config['name']}, {len(model.aus)} AUs)", highlight=False)
+    _guard(run)
+
+
 @app.command()
 def models():
     """List the registered models and their tagged variants (``arch.tag``), and the shipped default model."""

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from aufer.models._registry import create_model
+from aufer.models.io import CheckpointError
 from aufer.models.mdhr import _HF_KIND, MDHR, HFResNetTrunk, HFSwinTrunk, _backbone_name, _dataset
 
 __all__ = ["official_key_map", "from_official_state_dict", "load_official_state_dict", "to_official_state_dict", "load_official_backbone"]
@@ -144,7 +145,16 @@ def _swin_constants(trunk: HFSwinTrunk) -> dict[str, torch.Tensor]:
 
 def _unwrap(state_dict: Mapping[str, Any] | str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state_dict, (str, Path)):
-        state_dict = torch.load(state_dict, map_location="cpu", weights_only=True)
+        path = Path(state_dict)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file; pass the .pth the official train.py saved")
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  (zip/pickle errors of a damaged or non-tensor file)
+            raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint of tensors "
+                                  f"({e.__class__.__name__}); is the file complete?") from None
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError("the checkpoint holds no state dict (a mapping of tensor names to tensors)")
     if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
         state_dict = state_dict["state_dict"]  # train.py's {'epoch', 'state_dict', 'optimizer'}
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state_dict.items()}  # DataParallel prefix
@@ -160,8 +170,9 @@ def load_official_state_dict(model: MDHR, state_dict: Mapping[str, Any] | str | 
             ``.pth`` file, read with ``torch.load(weights_only=True)`` (tensors only, no code).
 
     Raises:
-        ValueError: naming the keys, for a missing official tensor, a shape mismatch, an unexpected key, or a
-            Swin window buffer that differs from the one this architecture computes.
+        aufer.models.io.CheckpointError (a ValueError): a missing or unreadable file; naming the keys, for a
+            missing official tensor, a shape mismatch, an unexpected key, or a Swin window buffer that differs
+            from the one this architecture computes.
     """
     sd = _unwrap(state_dict)
     kmap = official_key_map(model)
@@ -188,7 +199,7 @@ def load_official_state_dict(model: MDHR, state_dict: Mapping[str, Any] | str | 
         else:
             extra.append(okey)
     if missing or bad or extra:
-        raise ValueError("official MDHR checkpoint does not fit: "
+        raise CheckpointError("official MDHR checkpoint does not fit (wrong --dataset or --backbone?): "
                          + "; ".join(f"{what}: {', '.join(sorted(v)[:8])}{' ...' if len(v) > 8 else ''}"
                                      for what, v in (("missing", missing), ("shape", bad), ("unexpected", extra)) if v))
     model.load_state_dict(new, strict=True)
