@@ -190,8 +190,8 @@ def still_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
         more = (f"\nshowing the first {len(shown)} of {len(faces)} detected faces; the prediction table holds all"
                 if len(faces) > len(shown) else "")
         fig.suptitle((title or "AU and emotion probabilities") + more)
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="dimgray")
+    if note:  # laid out below the axes (a plain fig.text would sit on the x label)
+        fig.supxlabel(note, x=0.01, ha="left", fontsize=7, color="dimgray")
     return fig
 
 

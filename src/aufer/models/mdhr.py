@@ -25,8 +25,13 @@ config dict), and aufer's offline ImageNet EfficientNet-Lite (an aufer variant, 
 
 Outputs of :meth:`MDHR.forward`: ``"au"`` (B, T, A) logits = ``logit(p)`` (clamped at 1e-6, so that
 ``sigmoid`` gives back p, as the model contract expects logits), ``"au_prob"`` (B, T, A) the classifier's p (the
-loss reads it), ``"expr"`` (B, 0), ``"sub"`` a tuple of R region logits (B, T, 2^k_r), ``"sub_groups"`` the
-regions' AU column indices in bit order (for the sub labels), ``"features"`` (B, T, A, D).
+loss reads it), ``"expr"`` (B, 0), ``"sub"`` a tuple of R region logits (B, T, 2^k_r) (absent with
+``aux_branch=False``), ``"sub_groups"`` the regions' AU column indices in bit order (for the sub labels),
+``"features"`` (B, T, A, D).
+
+Ablation switches (factory arguments, so recipe keys under ``model.args``; defaults = the official model):
+``mfd``, ``mfd_scales``, ``mfd_fusion``, ``afe``, ``aux_branch``, ``cross_edges``, ``tcn`` -- the paper's Tables
+3-5; :class:`MDHR` says what each does.
 
 Deviations from the official code, and why:
 
@@ -67,8 +72,8 @@ import torch.nn.functional as F
 
 from aufer import vocab
 from aufer.models._registry import register_model
-from aufer.models.mdhr_hsr import (REGION_SPECS, CrossRegionGAT, LinearBlock, LocalRelations, PerAUTemporalConv,
-                                   SimilarityClassifier, activity_bits, cross_region_mask)
+from aufer.models.mdhr_hsr import (EDGE_MODES, REGION_SPECS, CrossRegionGAT, LinearBlock, LocalRelations,
+                                   PerAUTemporalConv, SimilarityClassifier, activity_bits, edge_mask)
 
 __all__ = ["MDHR", "MultiScaleFacialDynamics", "HFResNetTrunk", "HFSwinTrunk", "LiteTrunk", "mdhr"]
 
@@ -84,6 +89,34 @@ OFFICIAL_HF_CONFIGS: dict[str, dict[str, Any]] = {
 }
 _HF_KIND = {"resnet50": "resnet", "swin_b": "swin"}
 _LITE = ("lite0", "lite1", "lite2")
+#: MFD fusions of the four scales (paper Table 4); "adaptive" is the official one.
+FUSIONS = ("adaptive", "sum", "concat")
+
+
+_OFFICIAL_ABLATION = {"mfd": True, "mfd_scales": [1, 2, 3, 4], "mfd_fusion": "adaptive", "afe": True,
+                      "aux_branch": True, "cross_edges": "activated", "tcn": True}
+
+
+def _ablation(mfd: bool, mfd_scales: Sequence[int], mfd_fusion: str, afe: bool, aux_branch: bool,
+              cross_edges: str, tcn: bool) -> dict[str, Any]:
+    """The ablation switches, checked, as a JSON-ready dict (:class:`MDHR`)."""
+    if cross_edges not in EDGE_MODES:
+        raise ValueError(f"cross_edges {cross_edges!r}: expected one of {', '.join(EDGE_MODES)}")
+    if cross_edges == "activated" and not aux_branch:
+        raise ValueError("cross_edges='activated' gates the edges by the auxiliary branch's AU activities: "
+                         "with aux_branch=False use 'cross', 'local', 'full' or 'none'")
+    if mfd_fusion not in FUSIONS:
+        raise ValueError(f"mfd_fusion {mfd_fusion!r}: expected one of {', '.join(FUSIONS)}")
+    return {"mfd": bool(mfd), "mfd_scales": list(_scales(mfd_scales)), "mfd_fusion": mfd_fusion, "afe": bool(afe),
+            "aux_branch": bool(aux_branch), "cross_edges": cross_edges, "tcn": bool(tcn)}
+
+
+def _scales(scales: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(s) for s in scales}))
+    if not out or any(s not in (1, 2, 3, 4) for s in out) or len(out) != len(list(scales)):
+        raise ValueError(f"mfd_scales {list(scales)!r}: distinct stage numbers among 1, 2, 3, 4 (the paper's "
+                         "X_1..X_4), at least one")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- backbones
@@ -196,39 +229,55 @@ class MultiScaleFacialDynamics(nn.Module):
 
     Init as the official code: every Conv2d ~ N(0, 2 / (k_h·k_w·C_out)) with default bias; BatchNorms 1 / 0.
 
+    Ablations (paper Table 4; defaults = the official module): ``scales`` keeps a subset S of the four maps
+    (the single- / paired-layer rows); ``fusion`` replaces the adaptive weighting of Eq. 4 by ``"sum"``
+    (``Σ_{l∈S} d̄_l``) or ``"concat"`` (``concat_{l∈S} d̄_l`` ``(N, |S|·C_4, h, w)``, the projection then
+    taking |S|·C_4 channels): the "Sum" / "Concat" rows; their exact form is aufer's reading (methods.md §6.5
+    gives the row names only). With one scale there is nothing to fuse: no weighting modules, ``x = d̄_l``. The
+    module lists hold the kept scales only, in increasing order (``scales`` says which they are).
+
     Args:
         stage_channels: C_1..C_4.
         dim: D.
         k: temporal pooling radius (clips need T ≥ 2k + 1).
+        scales: the stage maps used, numbered 1..4 as the paper's X_1..X_4 (official: all four).
+        fusion: ``"adaptive"`` (official, Eq. 4), ``"sum"`` or ``"concat"``.
     """
 
-    def __init__(self, stage_channels: Sequence[int], dim: int = 512, k: int = 5, weight_channels: int = 16):
+    def __init__(self, stage_channels: Sequence[int], dim: int = 512, k: int = 5, weight_channels: int = 16,
+                 scales: Sequence[int] = (1, 2, 3, 4), fusion: str = "adaptive"):
         super().__init__()
         if len(stage_channels) != 4:
             raise ValueError(f"MFD needs 4 stage maps, got channels {tuple(stage_channels)}")
         if k < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")
-        c4 = int(stage_channels[-1])
+        self.scales = _scales(scales)
+        if fusion not in FUSIONS:
+            raise ValueError(f"mfd_fusion {fusion!r}: expected one of {', '.join(FUSIONS)}")
+        c4, n = int(stage_channels[-1]), len(self.scales)
         self.k = int(k)
-        self.diff_convs = nn.ModuleList(nn.Conv2d(int(c), c4, 2 ** (3 - i), 2 ** (3 - i))
-                                        for i, c in enumerate(stage_channels))
-        self.diff_bns = nn.ModuleList(nn.BatchNorm2d(c4) for _ in range(4))
-        self.weight_convs = nn.ModuleList(nn.Conv2d(c4, weight_channels, 1) for _ in range(4))
-        self.weight_bns = nn.ModuleList(nn.BatchNorm2d(weight_channels) for _ in range(4))
-        self.weight_fuse = nn.Conv2d(4 * weight_channels, 4, 1)
-        self.proj = nn.Conv2d(c4, dim, 1)
+        self.fusion = fusion if n > 1 else "single"
+        self.diff_convs = nn.ModuleList(nn.Conv2d(int(stage_channels[l - 1]), c4, 2 ** (4 - l), 2 ** (4 - l))
+                                        for l in self.scales)
+        self.diff_bns = nn.ModuleList(nn.BatchNorm2d(c4) for _ in self.scales)
+        if self.fusion == "adaptive":
+            self.weight_convs = nn.ModuleList(nn.Conv2d(c4, weight_channels, 1) for _ in self.scales)
+            self.weight_bns = nn.ModuleList(nn.BatchNorm2d(weight_channels) for _ in self.scales)
+            self.weight_fuse = nn.Conv2d(n * weight_channels, n, 1)
+        self.proj = nn.Conv2d(c4 * (n if self.fusion == "concat" else 1), dim, 1)
         self.proj_bn = nn.BatchNorm1d(dim)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
 
     def pooled_differences(self, maps: Sequence[torch.Tensor], b: int, t: int) -> list[torch.Tensor]:
-        """The four ``d̄_l`` ``(B·T, C_4, h, w)`` of Eq. 1-3 from the stage maps ``(B·T, C_l, H_l, W_l)``."""
+        """The ``d̄_l`` ``(B·T, C_4, h, w)`` of Eq. 1-3 of the kept scales from the four stage maps
+        ``(B·T, C_l, H_l, W_l)``."""
         if t < 2 * self.k + 1:
             raise ValueError(f"MDHR's temporal pooling (k = {self.k}) needs clips of T ≥ {2 * self.k + 1} frames, "
                              f"got T = {t}; use longer clips or a smaller k")
         out = []
-        for x, conv, bn in zip(maps, self.diff_convs, self.diff_bns):
+        for x, conv, bn in zip([maps[l - 1] for l in self.scales], self.diff_convs, self.diff_bns):
             x = x.reshape(b, t, *x.shape[1:])
             d = torch.diff(x, dim=1).reshape(b * (t - 1), *x.shape[2:])
             d = F.relu(bn(conv(d)))
@@ -239,15 +288,22 @@ class MultiScaleFacialDynamics(nn.Module):
         return out
 
     def scale_weights(self, pooled: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The adaptive per-pixel weights ``(B·T, 4, h, w)`` over the scales (Eq. 4); they sum to 1."""
+        """The adaptive per-pixel weights ``(B·T, |S|, h, w)`` over the scales (Eq. 4); they sum to 1."""
+        if self.fusion != "adaptive":
+            raise ValueError(f"this MFD fuses its scales by {self.fusion!r}: it has no adaptive weights")
         u = [F.relu(bn(conv(d))) for d, conv, bn in zip(pooled, self.weight_convs, self.weight_bns)]
         return torch.softmax(self.weight_fuse(torch.cat(u, 1)), 1)
 
     def forward(self, maps: Sequence[torch.Tensor], b: int, t: int) -> torch.Tensor:
         """Stage maps ``(B·T, C_l, H_l, W_l)`` → motion tokens ``(B·T, h·w, D)``."""
         pooled = self.pooled_differences(maps, b, t)
-        w = self.scale_weights(pooled)
-        x = sum(d * w[:, i:i + 1] for i, d in enumerate(pooled))
+        if self.fusion == "adaptive":
+            w = self.scale_weights(pooled)
+            x = sum(d * w[:, i:i + 1] for i, d in enumerate(pooled))
+        elif self.fusion == "concat":
+            x = torch.cat(pooled, 1)
+        else:  # "sum", or a single scale
+            x = sum(pooled)
         x = self.proj(x).flatten(2)
         return F.relu(self.proj_bn(x)).transpose(1, 2)
 
@@ -265,16 +321,46 @@ class MDHR(nn.Module):
         k: MFD temporal pooling radius (official: 5; clips need T ≥ 2k + 1).
         input_size: side of the input in pixels (a multiple of 32).
         norm: input normalisation name (:func:`aufer.vocab.normalisation`).
+        mfd, mfd_scales, mfd_fusion, afe, aux_branch, cross_edges, tcn: the ablation switches below.
+
+    Ablation switches (paper Tables 3-5, BP4D ResNet-50, avg F1 in methods.md §6.5; recipes in
+    ``configs/mdhr/ablations/``). Defaults = the official model; :attr:`ablation` records them and
+    :attr:`is_official` says whether all are at their defaults (only that architecture has official checkpoints).
+
+    * ``mfd=False`` -- no MFD: ``G = LinearBlock(x_L)``, the static branch only, ``(N, h·w, D)``; nothing mixes
+      frames before the TCN, and clips of any T ≥ 1 work. Table 3 rows without MFD ("Backbone", "+AFE",
+      "+AFE+Aux", "+AFE+Aux+CRM") and all of Table 5.
+    * ``mfd_scales`` (subset of 1..4, the paper's X_1..X_4; default all) -- Table 4 single-/paired-layer rows.
+    * ``mfd_fusion`` -- ``"adaptive"`` (Eq. 4, official), ``"sum"``, ``"concat"``: Table 4 "Sum" / "Concat"
+      (:class:`MultiScaleFacialDynamics`).
+    * ``afe=False`` -- no AU-specific extractors: every AU's feature is the mean of G over its h·w tokens, the
+      same ``(N, D)`` vector for all A nodes (aufer's reading of the head of the rows without HSR; see
+      :class:`~aufer.models.mdhr_hsr.LocalRelations`). Table 3 "Backbone" and "+MFD".
+    * ``aux_branch=False`` -- no AU-combination heads: the outputs have no ``"sub"`` (the loss has no L_sub
+      term) and there are no activities, so ``cross_edges="activated"`` is refused. Table 3 "+AFE",
+      "MFD+AFE"; Table 5 "fully-connected" (with ``cross_edges="full"``).
+    * ``cross_edges`` -- the CRM graph (:func:`~aufer.models.mdhr_hsr.edge_mask`): ``"activated"`` (official,
+      Table 5 "Aux + connect cross-regional activated AUs"), ``"cross"`` (cross-region pairs, not gated: "Aux +
+      cross-regional fully-connected"), ``"local"`` (within-region pairs only: "Aux + locally-connected"),
+      ``"full"`` (all pairs: "fully-connected", "Aux + fully-connected"), or ``"none"``: no CRM, V goes on
+      unchanged (Table 3 rows without CRM: "+AFE", "+AFE+Aux", "MFD+AFE", "MFD+AFE+Aux").
+    * ``tcn=False`` -- no per-AU temporal convolution and its ``ReLU(BN)``; the features reach the classifier
+      through a ReLU (no parameters), so that they stay non-negative and p ∈ [0, 1] as with the TCN (aufer's
+      reading: the GAT ends in an ELU). Every Table 3 row but the last ("MFD+HSR" vs "MFD+HSR+TCN").
     """
 
     uses_landmarks = False
 
     def __init__(self, dataset: str, backbone: nn.Module, dim: int = 512, k: int = 5, input_size: int = 224,
-                 norm: str = "imagenet"):
+                 norm: str = "imagenet", mfd: bool = True, mfd_scales: Sequence[int] = (1, 2, 3, 4),
+                 mfd_fusion: str = "adaptive", afe: bool = True, aux_branch: bool = True,
+                 cross_edges: str = "activated", tcn: bool = True):
         super().__init__()
         ds = _dataset(dataset)
         if input_size % 32:
             raise ValueError(f"MDHR needs an input side divisible by 32, got {input_size}")
+        #: the ablation switches (see the class docstring)
+        self.ablation = _ablation(mfd, mfd_scales, mfd_fusion, afe, aux_branch, cross_edges, tcn)
         self.dataset = ds
         self.aus = tuple(int(a) for a in vocab.dataset_aus(ds))
         self.emotions: tuple[str, ...] = ()
@@ -282,10 +368,12 @@ class MDHR(nn.Module):
         self.k = int(k)
         self.backbone = backbone
         self.static = LinearBlock(backbone.token_channels, dim)
-        self.mfd = MultiScaleFacialDynamics(backbone.stage_channels, dim, k)
-        self.local = LocalRelations(self.aus, REGION_SPECS[ds], dim)
-        self.cross = CrossRegionGAT(cross_region_mask(self.local.groups, len(self.aus)), dim)
-        self.temporal = PerAUTemporalConv(len(self.aus), dim)
+        self.mfd = (MultiScaleFacialDynamics(backbone.stage_channels, dim, k, scales=mfd_scales, fusion=mfd_fusion)
+                    if mfd else None)
+        self.local = LocalRelations(self.aus, REGION_SPECS[ds], dim, afe=afe, aux=aux_branch)
+        self.cross = (CrossRegionGAT(edge_mask(self.local.groups, len(self.aus), cross_edges), dim,
+                                     gated=cross_edges == "activated") if cross_edges != "none" else None)
+        self.temporal = PerAUTemporalConv(len(self.aus), dim) if tcn else None
         self.classifier = SimilarityClassifier(len(self.aus), dim)
         mean, std = vocab.normalisation(norm)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -294,6 +382,11 @@ class MDHR(nn.Module):
         self.default_cfg: dict = {"input_size": self.input_size, "crop_size": self.input_size, "norm": norm,
                                   "mean": list(mean), "std": list(std), "clip_len": 16, "aus": list(self.aus),
                                   "emotions": []}
+
+    @property
+    def is_official(self) -> bool:
+        """Whether every ablation switch is at its default (the official architecture)."""
+        return self.ablation == _OFFICIAL_ABLATION
 
     @property
     def sub_groups(self) -> tuple[tuple[int, ...], ...]:
@@ -318,20 +411,30 @@ class MDHR(nn.Module):
         return x.reshape(b, t, 3, self.input_size, self.input_size)
 
     def _run(self, x: torch.Tensor) -> dict[str, Any]:
+        g, (h, w) = self.fused_tokens(x)
+        b, t = x.shape[:2]
+        n = len(self.aus)
+        sub, v = self.local(g.reshape(b * t, h, w, -1))
+        if self.cross is not None:
+            v = self.cross(v, activity_bits(sub, self.local.groups, n) if self.cross.gated else None)
+        v = v.reshape(b, t, n, -1)
+        v = self.temporal(v) if self.temporal is not None else F.relu(v)
+        p = self.classifier(v.reshape(b * t, n, -1)).reshape(b, t, -1)
+        return {"p": p, "sub": sub, "features": v, "b": b, "t": t}
+
+    def fused_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Clips ``(B, T, 3, H, W)`` → ``G`` ``(B·T, h·w, D)`` (Eq. 6: static + MFD; the static branch alone
+        with ``mfd=False``) and the token grid ``(h, w)``."""
         if x.ndim != 5:
             raise ValueError(f"MDHR takes clips (B, T, 3, H, W), got shape {tuple(x.shape)}")
         b, t = x.shape[:2]
-        if t < 2 * self.k + 1:
+        if self.mfd is not None and t < 2 * self.k + 1:
             raise ValueError(f"MDHR (k = {self.k}) needs clips of T ≥ {2 * self.k + 1} frames, got T = {t}")
         tokens, maps = self.backbone(x.reshape(b * t, *x.shape[2:]))
-        h, w = maps[-1].shape[-2:]
-        g = self.static(tokens) + self.mfd(maps, b, t)  # Eq. 6
-        sub, v = self.local(g.reshape(b * t, h, w, -1))
-        active = activity_bits(sub, self.local.groups, len(self.aus))
-        v = self.cross(v, active)
-        v = self.temporal(v.reshape(b, t, len(self.aus), -1))
-        p = self.classifier(v.reshape(b * t, len(self.aus), -1)).reshape(b, t, -1)
-        return {"p": p, "sub": sub, "features": v, "b": b, "t": t}
+        g = self.static(tokens)
+        if self.mfd is not None:
+            g = g + self.mfd(maps, b, t)  # Eq. 6
+        return g, tuple(maps[-1].shape[-2:])
 
     def forward_features(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """Per-AU features after the temporal convolution, ``(B, T, A, D)`` (what the classifier reads)."""
@@ -342,9 +445,12 @@ class MDHR(nn.Module):
         are ignored."""
         r = self._run(x)
         b, t, p = r["b"], r["t"], r["p"]
-        return {"au": torch.logit(p.float(), eps=1e-6), "au_prob": p, "expr": p.new_zeros(b, 0),
-                "sub": tuple(s.reshape(b, t, -1) for s in r["sub"]), "sub_groups": self.local.groups,
-                "features": r["features"]}
+        out = {"au": torch.logit(p.float(), eps=1e-6), "au_prob": p, "expr": p.new_zeros(b, 0),
+               "sub": tuple(s.reshape(b, t, -1) for s in r["sub"]), "sub_groups": self.local.groups,
+               "features": r["features"]}
+        if not self.local.aux:  # aux_branch=False: no AU-combination logits, no L_sub
+            del out["sub"]
+        return out
 
 
 def _dataset(name: str) -> str:
@@ -386,7 +492,9 @@ default_cfgs = {
 def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = None, pretrained: bool = True,
          hf_config: dict | None = None, input_size: int = 224, dim: int = 512, k: int = 5,
          drop_path: float | None = None, norm: str = "imagenet", aus: Sequence[int] | None = None,
-         emotions: Sequence[str] | None = None) -> MDHR:
+         emotions: Sequence[str] | None = None, mfd: bool = True, mfd_scales: Sequence[int] = (1, 2, 3, 4),
+         mfd_fusion: str = "adaptive", afe: bool = True, aux_branch: bool = True, cross_edges: str = "activated",
+         tcn: bool = True) -> MDHR:
     """MDHR (CVPR 2024) for BP4D or DISFA.
 
     Args:
@@ -405,13 +513,19 @@ def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = 
             list is an error; None = the dataset's.
         emotions: accepted for the engine's uniform call and not used: MDHR is AU-only (``emotions == ()``,
             ``"expr"`` is ``(B, 0)``).
+        mfd, mfd_scales, mfd_fusion, afe, aux_branch, cross_edges, tcn: the ablation switches of the paper's
+            Tables 3-5 (:class:`MDHR` lists what each does and which rows it gives); the defaults are the
+            official model. They are recorded in ``config`` like every argument (recipe key ``model.args``).
 
     The recorded config says ``pretrained=False`` (the weights travel in the checkpoint).
 
     Raises:
-        ValueError: an unknown dataset or backbone, or ``aus`` other than the dataset's AU order.
+        ValueError: an unknown dataset or backbone, ``aus`` other than the dataset's AU order, or an invalid
+            ablation setting (an unknown value, ``mfd_scales`` outside 1..4, ``cross_edges="activated"``
+            without the auxiliary branch).
     """
     ds, bb = _dataset(dataset), _backbone_name(backbone)
+    _ablation(mfd, mfd_scales, mfd_fusion, afe, aux_branch, cross_edges, tcn)  # fail before building the trunk
     if aus is not None and tuple(int(a) for a in aus) != tuple(vocab.dataset_aus(ds)):
         raise ValueError(f"MDHR-{ds} predicts the AUs {tuple(vocab.dataset_aus(ds))} in this order (its region map "
                          f"fixes them), not {tuple(aus)}")
@@ -427,8 +541,10 @@ def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = 
                 cfg["image_size"] = input_size
             net = _hf_net(kind, None, False, cfg, dp)
         trunk = HFResNetTrunk(net) if kind == "resnet" else HFSwinTrunk(net)
-    m = MDHR(ds, trunk, dim=dim, k=k, input_size=input_size, norm=norm)
-    m.config_overrides = {"pretrained": False, "aus": list(m.aus), "emotions": []}
+    m = MDHR(ds, trunk, dim=dim, k=k, input_size=input_size, norm=norm, mfd=mfd, mfd_scales=mfd_scales,
+             mfd_fusion=mfd_fusion, afe=afe, aux_branch=aux_branch, cross_edges=cross_edges, tcn=tcn)
+    m.config_overrides = {"pretrained": False, "aus": list(m.aus), "emotions": [],
+                          "mfd_scales": m.ablation["mfd_scales"]}
     if isinstance(trunk, _HFTrunk):
         m.config_overrides["hf_config"] = trunk.hf_config()
     return m

@@ -13,7 +13,8 @@ regions.
 * :class:`LocalRelations` -- HSR stage 1 (Eq. 7-8): overlapping up / mid / low slices of the token grid, the
   per-region transform (BP4D only), the AU-specific feature extractors and the auxiliary AU-combination heads.
 * :class:`CrossRegionGAT` -- HSR stage 2 (Eq. 9): adjacency between AUs of different regions gated by the
-  predicted activity of the target AU, and one graph-attention layer.
+  predicted activity of the target AU, and one graph-attention layer; :func:`edge_mask` gives the other edge
+  strategies of the paper's Table 5 (ablations).
 * :class:`PerAUTemporalConv` -- the per-AU depthwise temporal convolution (§3.3, "TCN").
 * :class:`SimilarityClassifier` -- cosine similarity with a learned, non-negative vector per AU (from
   ME-GraphAU), giving p ∈ [0, 1].
@@ -29,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Region", "RegionSpec", "REGION_SPECS", "region_rows", "cross_region_mask", "activity_bits",
+__all__ = ["Region", "RegionSpec", "REGION_SPECS", "EDGE_MODES", "region_rows", "cross_region_mask", "edge_mask",
+           "activity_bits",
            "LinearBlock", "LocalRelations", "CrossRegionGAT", "PerAUTemporalConv", "SimilarityClassifier"]
 
 
@@ -109,6 +111,35 @@ def cross_region_mask(groups: Sequence[Sequence[int]], n: int) -> torch.Tensor:
     return torch.tensor([[float(ri != rj) for rj in region] for ri in region])
 
 
+#: the edge strategies of :class:`CrossRegionGAT` (paper Table 5), "none" = no cross-region stage (Table 3 rows
+#: without CRM); "activated" is the official one.
+EDGE_MODES = ("activated", "cross", "local", "full", "none")
+
+
+def edge_mask(groups: Sequence[Sequence[int]], n: int, mode: str = "activated") -> torch.Tensor:
+    """The ``(n, n)`` connectivity (diagonal excluded) of an edge strategy of the paper's Table 5:
+
+    * ``"activated"`` (official, "Aux + connect cross-regional activated AUs") and ``"cross"`` ("Aux +
+      cross-regional fully-connected"): :func:`cross_region_mask`, 1 between AUs of different regions;
+      ``"activated"`` is then gated by the target's activity (:meth:`CrossRegionGAT.adjacency`), ``"cross"`` not;
+    * ``"local"`` ("Aux + locally-connected"): 1 between different AUs of the same region (the complement of
+      ``"cross"``; BP4D's low1 and low2 are different regions, as in the official cross-region mask);
+    * ``"full"`` ("fully-connected", with or without Aux): 1 between any two different AUs.
+
+    The gating of ``"activated"`` only is the paper's reading; that the other three are not gated is aufer's
+    reading of the row names (methods.md §6.5 gives only the names).
+    """
+    cross = cross_region_mask(groups, n)
+    off = 1.0 - torch.eye(n)
+    if mode in ("activated", "cross"):
+        return cross
+    if mode == "local":
+        return off - cross
+    if mode == "full":
+        return off
+    raise ValueError(f"edge mode {mode!r}: expected one of {', '.join(m for m in EDGE_MODES if m != 'none')}")
+
+
 def activity_bits(sub_logits: Sequence[torch.Tensor], groups: Sequence[Sequence[int]], n: int) -> torch.Tensor:
     """Node activities ``(N, n)`` in {0, 1}: for each region the bits of ``argmax`` of its AU-combination logits
     ``(N, 2^k)`` (most significant bit = the region's first AU) placed in its AU columns. No gradient (the
@@ -144,19 +175,28 @@ class LocalRelations(nn.Module):
 
     ``G`` ``(N, h, w, D)`` is sliced by rows into the overlapping up / mid / low regions (:func:`region_rows`);
     each region r is transformed by its own :class:`LinearBlock` (BP4D; DISFA reads the raw slice),
-    ``R_r (N, L_r, D)``. The AU-specific feature extractor of AU n is a :class:`LinearBlock` on its region's
-    ``R_r`` followed by the mean over the region's tokens (the paper's "1×1 conv + GAP"): ``V (N, A, D)``. The
-    auxiliary branch classifies each region's AU combination: ``P_r = Linear(mean_tokens(R_r))`` ``(N, 2^k_r)``
-    (trained with the softmax cross-entropy of :func:`aufer.losses_mdhr.sub_loss`). Init: PyTorch defaults for
-    the heads, :class:`LinearBlock`'s for the blocks (as the official code).
+    ``R_r (N, L_r, D)``. The AU-specific feature extractor (AFE) of AU n is a :class:`LinearBlock` on its
+    region's ``R_r`` followed by the mean over the region's tokens (the paper's "1×1 conv + GAP"): ``V (N, A,
+    D)``. The auxiliary branch classifies each region's AU combination: ``P_r = Linear(mean_tokens(R_r))``
+    ``(N, 2^k_r)`` (trained with the softmax cross-entropy of :func:`aufer.losses_mdhr.sub_loss`). Init: PyTorch
+    defaults for the heads, :class:`LinearBlock`'s for the blocks (as the official code).
+
+    Ablations (paper Table 3): ``afe=False`` drops the extractors: every AU gets the same feature, the mean of
+    ``G`` over all ``h·w`` tokens, ``V = mean_tokens(G)`` repeated A times (the "Backbone" / "+MFD" rows, which
+    have no HSR; the paper does not describe their head: aufer's reading is global average pooling into the same
+    similarity classifier, whose per-AU vectors are then the only AU-specific part). ``aux=False`` drops the
+    AU-combination heads (no logits: an empty list). The region transforms are built only when something reads
+    them (an extractor or a head).
 
     Args:
         aus: the model's AU order (the output order of ``V``).
         spec: the dataset's :class:`RegionSpec`.
         dim: D.
+        afe: build the AU-specific feature extractors (official: True).
+        aux: build the auxiliary AU-combination heads (official: True).
     """
 
-    def __init__(self, aus: Sequence[int], spec: RegionSpec, dim: int):
+    def __init__(self, aus: Sequence[int], spec: RegionSpec, dim: int, afe: bool = True, aux: bool = True):
         super().__init__()
         self.aus = tuple(aus)
         self.spec = spec
@@ -167,9 +207,11 @@ class LocalRelations(nn.Module):
         #: each region's AU column indices, in bit order
         self.groups: tuple[tuple[int, ...], ...] = tuple(tuple(col[a] for a in r.aus) for r in spec.regions)
         self.region_of = [next(i for i, g in enumerate(self.groups) if j in g) for j in range(len(self.aus))]
-        self.region_blocks = nn.ModuleList(LinearBlock(dim, dim) for _ in spec.regions) if spec.transform else None
-        self.sub_heads = nn.ModuleList(nn.Linear(dim, r.n_classes) for r in spec.regions)
-        self.au_blocks = nn.ModuleList(LinearBlock(dim, dim) for _ in self.aus)
+        self.afe, self.aux = bool(afe), bool(aux)
+        self.region_blocks = (nn.ModuleList(LinearBlock(dim, dim) for _ in spec.regions)
+                              if spec.transform and (self.afe or self.aux) else None)
+        self.sub_heads = nn.ModuleList(nn.Linear(dim, r.n_classes) for r in spec.regions) if self.aux else None
+        self.au_blocks = nn.ModuleList(LinearBlock(dim, dim) for _ in self.aus) if self.afe else None
 
     def slices(self, g: torch.Tensor) -> list[torch.Tensor]:
         """Each region's token slice ``(N, L_r, D)`` of ``g`` ``(N, h, w, D)`` (Eq. 7)."""
@@ -178,11 +220,16 @@ class LocalRelations(nn.Module):
         return [g[:, rows[r.rows][0]:rows[r.rows][1]].reshape(n, -1, d) for r in self.spec.regions]
 
     def forward(self, g: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """``(N, h, w, D)`` → (list of R AU-combination logits ``(N, 2^k_r)``, AU features ``(N, A, D)``)."""
+        """``(N, h, w, D)`` → (list of R AU-combination logits ``(N, 2^k_r)``, empty without the auxiliary
+        branch; AU features ``(N, A, D)``)."""
+        if not (self.afe or self.aux):
+            return [], g.mean((1, 2))[:, None].expand(-1, len(self.aus), -1)
         regions = self.slices(g)
         if self.region_blocks is not None:
             regions = [blk(x) for blk, x in zip(self.region_blocks, regions)]
-        sub = [head(x.mean(1)) for head, x in zip(self.sub_heads, regions)]
+        sub = [head(x.mean(1)) for head, x in zip(self.sub_heads, regions)] if self.aux else []
+        if not self.afe:
+            return sub, g.mean((1, 2))[:, None].expand(-1, len(self.aus), -1)
         feats = [blk(regions[self.region_of[j]]) for j, blk in enumerate(self.au_blocks)]
         if len({f.shape[1] for f in feats}) == 1:  # stacked, then averaged: the official order of summation
             return sub, torch.stack(feats, 1).mean(-2)
@@ -194,17 +241,19 @@ class CrossRegionGAT(nn.Module):
     with one head, no dropout, threshold 0.1, identity residual, bias, ELU).
 
     ``Adj[b, i, j] = C[i, j] · a[b, j] + I[i, j]`` with C from :func:`cross_region_mask` and a the activities of
-    :func:`activity_bits`. With ``z = W v``: ``s_ij = LeakyReLU_0.2(q·z_i + r·z_j)``, set to −∞ where
+    :func:`activity_bits`; with ``gated=False`` (the ablations "cross" / "local" / "full" of :func:`edge_mask`)
+    ``Adj = C + I`` for every frame and ``active`` is not read. With ``z = W v``: ``s_ij = LeakyReLU_0.2(q·z_i + r·z_j)``, set to −∞ where
     ``Adj < 0.1``, ``α = softmax_j(s)``, ``v̂_i = ELU(Σ_j α_ij z_j + v_i + b)``.
 
     Shapes: ``v`` ``(N, A, D)``, ``active`` ``(N, A)`` → ``(N, A, D)``. Init as the official code: W, q, r
     xavier-uniform (q, r kept in the official ``(1, 1, D)`` shape, which sets their xavier bound), b = 0.
     """
 
-    def __init__(self, cross: torch.Tensor, dim: int, threshold: float = 0.1):
+    def __init__(self, cross: torch.Tensor, dim: int, threshold: float = 0.1, gated: bool = True):
         super().__init__()
         self.register_buffer("cross", cross.float().clone(), persistent=False)
         self.threshold = threshold
+        self.gated = bool(gated)
         self.linear = nn.Linear(dim, dim, bias=False)
         self.score_src = nn.Parameter(torch.empty(1, 1, dim))
         self.score_dst = nn.Parameter(torch.empty(1, 1, dim))
@@ -212,17 +261,25 @@ class CrossRegionGAT(nn.Module):
         for p in (self.linear.weight, self.score_dst, self.score_src):
             nn.init.xavier_uniform_(p)
 
-    def adjacency(self, active: torch.Tensor) -> torch.Tensor:
-        """``(N, A)`` activities → ``(N, A, A)`` adjacency."""
+    def adjacency(self, active: torch.Tensor | None, n: int | None = None) -> torch.Tensor:
+        """``(N, A)`` activities → ``(N, A, A)`` adjacency (ungated: ``active`` may be None, then ``n`` frames, 1
+        by default; the result is ``C + I`` expanded)."""
+        if not self.gated:
+            like = self.cross if active is None else active
+            eye = torch.eye(self.cross.shape[0], device=like.device, dtype=like.dtype)
+            return (self.cross.to(like.dtype) + eye).expand((n or 1) if active is None else active.shape[0], -1, -1)
+        if active is None:
+            raise ValueError("the activity-gated adjacency needs the activities (the auxiliary branch)")
         eye = torch.eye(self.cross.shape[0], device=active.device, dtype=active.dtype)
         return self.cross.to(active.dtype) * active[:, None, :] + eye
 
-    def forward(self, v: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    def forward(self, v: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
         z = self.linear(v)
         s_src = (z * self.score_src[0]).sum(-1)  # (N, A): term of node i (rows)
         s_dst = (z * self.score_dst[0]).sum(-1)  # (N, A): term of node j (columns)
         scores = F.leaky_relu(s_src[:, :, None] + s_dst[:, None, :], 0.2)
-        adj = self.adjacency(active.to(scores.dtype))
+        adj = self.adjacency(None if active is None else active.to(scores.dtype), v.shape[0])
+        adj = adj.to(scores.dtype)
         scores = scores.masked_fill(adj < self.threshold, float("-inf"))
         out = torch.softmax(scores, -1) @ z
         return F.elu(out + v + self.bias)
