@@ -550,8 +550,6 @@ def test_aux_off_has_no_sub_outputs_or_heads():
     assert m.local.sub_heads is None and not any(k.startswith("local.sub_heads") for k in m.state_dict())
 
 
-@pytest.mark.xfail(raises=KeyError, strict=False, reason="losses_mdhr.mdhr_loss reads out['sub'] unconditionally; "
-                   "drop this marker once it skips L_sub for aux_branch=False")
 def test_loss_without_aux_branch_is_l_au():
     m = tiny(aux_branch=False, cross_edges="full", input_size=32)
     out = m(clip(size=32))
@@ -598,3 +596,14 @@ def test_ablation_recipes_build():
         m = tiny(r["model"]["name"], input_size=32, **{k: v for k, v in args.items() if k != "model"})
         assert not m.is_official and all(m.ablation[k] == v for k, v in args.items() if k in m.ablation), f
         assert m(clip(b=1, size=32))["au"].shape == (1, 11, 12)
+
+
+def test_ablation_models_have_no_official_checkpoint_layout():
+    from aufer.models.mdhr import load_official_state_dict, to_official_state_dict
+
+    m = create_model("mdhr.bp4d_resnet50", hf_config=tiny_resnet(), pretrained=False, input_size=64, dim=16,
+                     mfd_scales=[3])
+    with pytest.raises(ValueError, match="only for the full model"):
+        to_official_state_dict(m)
+    with pytest.raises(ValueError, match="only for the full model"):
+        load_official_state_dict(m, {})

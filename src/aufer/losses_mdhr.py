@@ -156,9 +156,7 @@ def mdhr_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None,
     valid = None
     if all("valid" in b for _, b in pairs):
         valid = torch.cat([b["valid"].flatten(0, 1) for _, b in pairs])
-    groups = pairs[0][0]["sub_groups"]
-    n_regions = len(pairs[0][0]["sub"])
-    subs = [torch.cat([o["sub"][r].flatten(0, 1) for o, _ in pairs]) for r in range(n_regions)]
+    has_sub = all("sub" in o for o, _ in pairs)  # MDHR(aux_branch=False) has no "sub" outputs: no L_sub
     w = None
     if class_weights:
         if weights is not None:
@@ -166,6 +164,10 @@ def mdhr_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None,
         elif ctx.au_weight is not None:
             w = ctx.au_weight
     l_au = weighted_asymmetric_loss(prob, labels, w, eps=eps, valid=valid)
+    if not has_sub:
+        return {"loss": l_au, "loss_au": l_au.detach(), "loss_sub": torch.zeros((), device=prob.device)}
+    groups = pairs[0][0]["sub_groups"]
+    subs = [torch.cat([o["sub"][r].flatten(0, 1) for o, _ in pairs]) for r in range(len(pairs[0][0]["sub"]))]
     l_sub = sub_loss(subs, labels, groups, valid=valid)
     return {"loss": l_au + sub_weight * l_sub, "loss_au": l_au.detach(), "loss_sub": l_sub.detach()}
 

@@ -239,7 +239,7 @@ def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
         raise RecipeError(f"model.checkpoint: {spec.checkpoint} does not exist")
     try:
         model = create_model(spec.name, checkpoint_path=spec.checkpoint, **kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # an unknown argument, or a value the factory refuses
         raise RecipeError(f"model.args: {e}") from None
     return model
 

@@ -54,8 +54,8 @@ Deviations from the official code, and why:
   per-AU convolutions).
 * The activity bits take ``argmax`` of the detached logits (the official ``argmax(softmax(·))``: same result).
 * ``LinearBlock`` leaves out the official ``Dropout(p=0)`` (the identity).
-* Clips need T ≥ 2k + 1 frames (11 at k = 5), as the official ``AvgPool3d``; aufer raises a ``ValueError``
-  naming the limit instead of PyTorch's kernel-size error.
+* Clips need T ≥ 2k + 1 frames (11 at k = 5; any T with ``mfd=False``), as the official ``AvgPool3d``; aufer
+  raises a ``ValueError`` naming the limit instead of PyTorch's kernel-size error.
 * The factory takes ``aus``/``emotions`` (the engine passes them): ``aus`` must be the dataset's order,
   ``emotions`` is ignored (AU-only).
 """

@@ -242,10 +242,11 @@ class CrossRegionGAT(nn.Module):
 
     ``Adj[b, i, j] = C[i, j] · a[b, j] + I[i, j]`` with C from :func:`cross_region_mask` and a the activities of
     :func:`activity_bits`; with ``gated=False`` (the ablations "cross" / "local" / "full" of :func:`edge_mask`)
-    ``Adj = C + I`` for every frame and ``active`` is not read. With ``z = W v``: ``s_ij = LeakyReLU_0.2(q·z_i + r·z_j)``, set to −∞ where
-    ``Adj < 0.1``, ``α = softmax_j(s)``, ``v̂_i = ELU(Σ_j α_ij z_j + v_i + b)``.
+    ``Adj = C + I`` for every frame and ``active`` is not read. With ``z = W v``: ``s_ij = LeakyReLU_0.2(q·z_i +
+    r·z_j)``, set to −∞ where ``Adj < 0.1``, ``α = softmax_j(s)``, ``v̂_i = ELU(Σ_j α_ij z_j + v_i + b)``.
 
-    Shapes: ``v`` ``(N, A, D)``, ``active`` ``(N, A)`` → ``(N, A, D)``. Init as the official code: W, q, r
+    Shapes: the mask C ``(A, A)`` (buffer ``cross``, whatever the strategy), ``v`` ``(N, A, D)``, ``active``
+    ``(N, A)`` or None when ungated → ``(N, A, D)``. Init as the official code: W, q, r
     xavier-uniform (q, r kept in the official ``(1, 1, D)`` shape, which sets their xavier bound), b = 0.
     """
 

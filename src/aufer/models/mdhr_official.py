@@ -174,6 +174,9 @@ def load_official_state_dict(model: MDHR, state_dict: Mapping[str, Any] | str | 
             missing official tensor, a shape mismatch, an unexpected key, or a Swin window buffer that differs
             from the one this architecture computes.
     """
+    if not model.is_official:
+        raise ValueError("official MDHR checkpoints exist only for the full model (the default ablation switches), "
+                         f"not for {model.ablation}")
     sd = _unwrap(state_dict)
     kmap = official_key_map(model)
     own = model.state_dict()
@@ -232,6 +235,9 @@ def from_official_state_dict(state_dict: Mapping[str, Any] | str | Path, dataset
 def to_official_state_dict(model: MDHR) -> dict[str, torch.Tensor]:
     """The model's tensors under the official names and layout (q/k/v fused back into ``qkv``; Swin's
     ``relative_position_index`` / ``attn_mask`` buffers recomputed), loadable by the official ``MDHR``."""
+    if not model.is_official:
+        raise ValueError("official MDHR checkpoints exist only for the full model (the default ablation switches), "
+                         f"not for {model.ablation}")
     sd = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     parts: dict[str, dict[int, torch.Tensor]] = {}
