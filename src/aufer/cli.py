@@ -133,6 +133,8 @@ def predict(
                                                     "far faces) or both"),
     threshold: float = typer.Option(0.5, help="AU presence threshold on the probability (AUxx_c)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    window_stride: Optional[int] = typer.Option(None, help="clip models (MDHR): frames between the T-frame windows "
+                                                          "of a face track (default: the model's, MDHR 16)"),
     resume: bool = typer.Option(True, help="resume an interrupted analysis of the same input"),
 ):
     """Analyse images, folders and videos: one row per frame and face with AU probabilities (AUxx_p), presence
@@ -144,7 +146,7 @@ def predict(
     opts = PredictOptions(model=model, out=output, out_dir=out_dir, fmt=fmt, plot=plot, report=report,
                           overlay=overlay, landmarks=landmarks, batch_size=batch_size, max_faces=max_faces,
                           min_face_score=min_face_score, detector_range=detector_range, threshold=threshold,
-                          device=device, resume=resume)
+                          device=device, resume=resume, window_stride=window_stride)
     try:
         failed = run_predict(list(paths), opts, out, err)
     except KeyboardInterrupt:  # run_predict has said where the partial output is and how to resume

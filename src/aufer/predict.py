@@ -37,24 +37,32 @@ def _device_of(model) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _run_model(model, items: list, threshold: float, flip: bool) -> None:
-    """Fill predictions into ``items`` = [(row, aligned_face)] with one batched pass (T = 1 per face; clip
-    models need per-track windows, not yet supported)."""
+def _fill(row: dict, p_au: np.ndarray, p_e: np.ndarray, model, threshold: float) -> None:
+    """Write one face's AU probabilities ``(A,)`` and emotion probabilities ``(E,)`` into its row."""
+    for j, a in enumerate(model.aus):
+        code = vocab.au_code(a)
+        row[f"{code}_p"] = float(p_au[j])
+        row[f"{code}_c"] = int(p_au[j] >= threshold)
+    for j, e in enumerate(model.emotions):
+        row[f"emo_{e}"] = float(p_e[j])
+    row["emotion"] = model.emotions[int(np.argmax(p_e))] if len(model.emotions) else ""
+
+
+def _probabilities(model, crops: torch.Tensor, lms: torch.Tensor, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`aufer.models.contract.probabilities` on the model's device → ``(B, T, A)``, ``(B, E)`` numpy."""
     dev = _device_of(model)
-    crops = torch.from_numpy(np.stack([a.crop for _, a in items]))[:, None].to(dev)
-    lms = torch.from_numpy(np.stack([a.landmarks for _, a in items]).astype(np.float32))[:, None].to(dev)
-    p_au, p_e = contract.probabilities(model, crops, lms, flip=flip)
-    p_au, p_e = p_au[:, 0].float().cpu().numpy(), p_e.float().cpu().numpy()
-    au_p = [f"{vocab.au_code(a)}_p" for a in model.aus]
-    au_c = [f"{vocab.au_code(a)}_c" for a in model.aus]
-    emo = [f"emo_{e}" for e in model.emotions]
+    p_au, p_e = contract.probabilities(model, crops.to(dev), lms.to(dev), flip=flip)
+    return p_au.float().cpu().numpy(), p_e.float().cpu().numpy()
+
+
+def _run_model(model, items: list, threshold: float, flip: bool) -> None:
+    """Fill predictions into ``items`` = [(row, aligned_face)] with one batched pass of T = 1 per face (frame
+    models; clip models go through :mod:`aufer.predict_windows`)."""
+    crops = torch.from_numpy(np.stack([a.crop for _, a in items]))[:, None]
+    lms = torch.from_numpy(np.stack([a.landmarks for _, a in items]).astype(np.float32))[:, None]
+    p_au, p_e = _probabilities(model, crops, lms, flip)
     for k, (row, _) in enumerate(items):
-        for j in range(len(au_p)):
-            row[au_p[j]] = float(p_au[k, j])
-            row[au_c[j]] = int(p_au[k, j] >= threshold)
-        for j in range(len(emo)):
-            row[emo[j]] = float(p_e[k, j])
-        row["emotion"] = model.emotions[int(p_e[k].argmax())] if len(emo) else ""
+        _fill(row, p_au[k, 0], p_e[k], model, threshold)
 
 
 def _face_row(frame: Frame, a, aus, emotions, mesh: bool) -> dict:
@@ -79,13 +87,15 @@ def _face_row(frame: Frame, a, aus, emotions, mesh: bool) -> dict:
 
 def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = None, start: int = 0,
                      batch_size: int = 16, threshold: float = 0.5, flip: bool = True,
-                     mesh: bool = False) -> Iterator[dict]:
+                     mesh: bool = False, window_stride: int | None = None) -> Iterator[dict]:
     """Rows (dicts with :func:`aufer.schema.columns` keys) for every frame and face of ``path``, in frame order,
     streamed in constant memory. ``start`` skips frames before that index (resuming). ``flip`` averages each
     face's predictions with those of its mirror image (:func:`aufer.models.contract.flip_average`; on by
     default here for practitioners, unlike evaluation, where benchmark protocols use no test-time
     augmentation). ``mesh`` adds the 478 mesh points (``x_i``, ``y_i``, image pixels). The model runs on the
-    device its parameters are on.
+    device its parameters are on. A clip model (:func:`aufer.models.contract.frame_window` T > 1, e.g. MDHR)
+    runs over T-frame windows of each face track, every ``window_stride`` frames (default: its cfg's
+    ``eval_stride``, else T; see :mod:`aufer.predict_windows`); every frame still gets one row.
 
     Without ``pipeline``, faces are aligned at the model's crop size
     (:func:`aufer.models.contract.crop_size`: ``default_cfg["crop_size"]``, else ``input_size``).
@@ -95,6 +105,9 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
     """
     model.eval()
     pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
+    if contract.frame_window(model) > 1:
+        yield from _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, window_stride)
+        return
     pending: list = []  # (row, aligned face or None) waiting for the model, in frame order
     aus, emotions = model.aus, model.emotions
 
@@ -117,6 +130,41 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
         if sum(a is not None for _, a in pending) >= batch_size:
             yield from flush()
     yield from flush()
+
+
+def _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, window_stride) -> Iterator[dict]:
+    """:func:`iter_predictions` for a clip model: rows in frame order, each released once its window has run."""
+    from collections import deque  # noqa: PLC0415
+
+    from aufer.predict_windows import WindowScheduler  # noqa: PLC0415
+
+    t = contract.frame_window(model)
+    stride = window_stride or int((getattr(model, "default_cfg", None) or {}).get("eval_stride") or t)
+    queue: deque = deque()
+    waiting: set[int] = set()
+
+    def fill(row, p_au, p_e):
+        _fill(row, p_au, p_e, model, threshold)
+        waiting.discard(id(row))
+
+    sched = WindowScheduler(lambda c, lm: _probabilities(model, c, lm, flip), fill, t, min(stride, t))
+    aus, emotions = model.aus, model.emotions
+    for frame, faces in pipeline.iter_media(path, start=start):
+        if frame.image is None:
+            queue.append(empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, "unreadable", mesh))
+        elif not faces:
+            queue.append(empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, mesh=mesh))
+        items = []
+        for a in faces:
+            row = _face_row(frame, a, aus, emotions, mesh)
+            queue.append(row)
+            waiting.add(id(row))
+            items.append((row, a))
+        sched.add_frame(frame.index, items)
+        while queue and id(queue[0]) not in waiting:
+            yield queue.popleft()
+    sched.finish()
+    yield from queue
 
 
 def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch_size, threshold, flip, mesh):
@@ -142,7 +190,7 @@ def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch
 
 def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size: int = 16,
             threshold: float = 0.5, flip: bool = True, mesh: bool = False,
-            device: str | torch.device | None = None) -> pd.DataFrame:
+            device: str | torch.device | None = None, window_stride: int | None = None) -> pd.DataFrame:
     """Analyse images, folders or videos; returns ONE table of :mod:`aufer.schema` (a row per frame and face).
 
     Args:
@@ -153,6 +201,7 @@ def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size
             (:func:`aufer.models.io.default_model_path`).
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or None (the model's current device).
         flip: average with the mirrored face (see :func:`iter_predictions`). ``mesh``: add the 478 mesh points.
+        window_stride: clip models only (:func:`iter_predictions`).
 
     Raises:
         aufer.media.MediaError: a missing, unsupported or unreadable input, or a malformed array.
@@ -181,7 +230,8 @@ def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size
         rows = _iter_array_predictions(arrays, model, pipeline, batch_size, threshold, flip, mesh)
     else:
         rows = [r for p in inputs for r in iter_predictions(p, model, pipeline, batch_size=batch_size,
-                                                            threshold=threshold, flip=flip, mesh=mesh)]
+                                                            threshold=threshold, flip=flip, mesh=mesh,
+                                                            window_stride=window_stride)]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -221,7 +271,8 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
                     batch_size: int = 16, threshold: float = 0.5, resume: bool = True,
                     progress: Callable[[int, int | None], None] | None = None, chunk_rows: int = 256,
                     flip: bool = True, mesh: bool = False, fmt: str | None = None,
-                    notify: Callable[[str], None] | None = None, options: dict | None = None) -> PredictResult:
+                    notify: Callable[[str], None] | None = None, options: dict | None = None,
+                    window_stride: int | None = None) -> PredictResult:
     """Analyse ``path`` and write the table to ``out`` (CSV, or Parquet when ``fmt="parquet"`` or ``out``
     ends in ``.parquet``) in constant memory.
 
@@ -243,7 +294,8 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
     partial, key_file = _partial_paths(out)
     cols = columns(model.aus, model.emotions, mesh)
     pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
-    key = _source_key(path, model, flip, pipeline.crop_size, mesh, options)
+    opts = dict(options or {}, **({"window_stride": window_stride} if window_stride else {}))
+    key = _source_key(path, model, flip, pipeline.crop_size, mesh, opts)
     result = PredictResult(out)
     start = 0
     if resume and partial.exists() and key_file.exists() and _read_key(key_file) == key:
@@ -268,7 +320,7 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
 
     try:
         for row in iter_predictions(path, model, pipeline, start=start, batch_size=batch_size,
-                                    threshold=threshold, flip=flip, mesh=mesh):
+                                    threshold=threshold, flip=flip, mesh=mesh, window_stride=window_stride):
             if buf and row["frame"] != last_frame and len(buf) >= chunk_rows:
                 rows, buf = buf, []  # emptied first: an interrupt inside write() must not write them twice
                 write(rows)

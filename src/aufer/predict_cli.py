@@ -40,6 +40,7 @@ class PredictOptions:
     device: str = "auto"
     resume: bool = True
     flip: bool = True
+    window_stride: int | None = None
 
 
 def _resolve_device(name: str):
@@ -181,6 +182,8 @@ def run_predict(inputs: list[Path], opts: PredictOptions, out: Console, err: Con
         raise OptionError(f"--batch-size must be at least 1, not {opts.batch_size}")
     if not 0.0 < opts.threshold < 1.0:
         raise OptionError(f"--threshold must be in (0, 1), not {opts.threshold}")
+    if opts.window_stride is not None and opts.window_stride < 1:
+        raise OptionError(f"--window-stride must be at least 1, not {opts.window_stride}")
     if opts.detector_range not in ("short", "full", "both"):
         raise OptionError(f"--detector-range must be short, full or both, not {opts.detector_range!r}")
     plan = plan_jobs(inputs, opts.out, opts.out_dir, opts.fmt)  # every output checked before any work
@@ -216,7 +219,8 @@ def run_predict(inputs: list[Path], opts: PredictOptions, out: Console, err: Con
                     fmt=opts.fmt, progress=lambda d, n: bar.update(task, completed=d, total=n),
                     notify=lambda m: err.print(m, highlight=False),
                     options={"max_faces": opts.max_faces, "min_face_score": opts.min_face_score,
-                             "detector_range": opts.detector_range, "threshold": opts.threshold})
+                             "detector_range": opts.detector_range, "threshold": opts.threshold},
+                    window_stride=opts.window_stride)
                 meta = metadata(job, source, opts, pipeline, result)
                 _write_json(job.output.with_name(job.output.name + ".json"), meta)
                 for w in result.warnings[:10]:

@@ -38,7 +38,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 import torch.nn as nn
 
-__all__ = ["JointModel", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size"]
+__all__ = ["JointModel", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size",
+           "frame_window"]
 
 
 @runtime_checkable
@@ -104,6 +105,13 @@ def crop_size(model: nn.Module) -> int:
     """
     size = (getattr(model, "default_cfg", None) or {}).get("crop_size")
     return int(size if size is not None else model.input_size)
+
+
+def frame_window(model: nn.Module) -> int:
+    """Frames T the model needs per AU forward pass at inference: ``default_cfg["window"]`` for a clip model
+    (MDHR: 16, its temporal modules need a clip), else 1 (a frame model; ``clip_len`` of the joint models is the
+    expression clip length in training, not an inference requirement)."""
+    return int((getattr(model, "default_cfg", None) or {}).get("window") or 1)
 
 
 def mirror_landmarks(landmarks: torch.Tensor, width: int) -> torch.Tensor:

@@ -474,7 +474,7 @@ def _cfg(dataset: str, backbone: str, model: str | None, norm: str = "imagenet")
     # methods.md §6.4: aligned faces at 256, random 224 crops in training, Resize(224) at test; T = 16, k = 5;
     # non-overlapping 16-frame chunks at test.
     return {"input_size": 224, "crop_size": 256, "norm": norm, "mean": list(mean), "std": list(std), "clip_len": 16,
-            "eval_stride": 16, "aus": list(vocab.dataset_aus(dataset)), "emotions": [], "dataset": dataset,
+            "window": 16, "eval_stride": 16, "aus": list(vocab.dataset_aus(dataset)), "emotions": [], "dataset": dataset,
             "backbone": backbone, "model": model, "k": 5}
 
 
