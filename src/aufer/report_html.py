@@ -39,7 +39,7 @@ text-align:left;vertical-align:top}th{background:#f2f2f5}td.num{text-align:right
 .warn{background:#fff4e5;border-left:5px solid #e67e22;padding:8px 12px;margin:12px 0;font-weight:600}
 .thumbs{display:flex;flex-wrap:wrap;gap:10px}.thumbs figure{margin:0;text-align:center;font-size:.85em}
 .thumbs img{width:112px;height:auto;border:1px solid #bbb;image-rendering:auto}
-img.fig{max-width:100%;height:auto;border:1px solid #eee}.muted{color:#666;font-size:.85em}
+.scroll{max-width:100%;overflow-x:auto}img.fig{max-width:100%;height:auto;border:1px solid #eee}.muted{color:#666;font-size:.85em}
 pre{white-space:pre-wrap;font-size:.8em;background:#f7f7f9;padding:8px}
 """
 
@@ -203,7 +203,7 @@ def _table(header: list[str] | None, rows: list[list], num: set[int] = frozenset
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>\n" if header else ""
     body = "".join("<tr>" + "".join(f"<td{' class=num' if j in num else ''}>{_e(v)}</td>" for j, v in enumerate(r))
                    + "</tr>\n" for r in rows)
-    return f"<table>\n{head}{body}</table>"
+    return f"<div class=\"scroll\"><table>\n{head}{body}</table></div>"  # a wide table scrolls, the page does not
 
 
 def _meta_value(v) -> str:
