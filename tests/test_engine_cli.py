@@ -168,3 +168,44 @@ def test_prepare_experiment_table_evaluate_predict_end_to_end(tmp_path, faces_df
 
     df = pd.read_csv(tmp_path / "p.csv")
     assert df["face_detected"].all() and "AU12_p" in df and "emo_happiness" in df
+
+
+@pytest.mark.slow
+def test_mdhr_recipe_experiment_and_paper_table(tmp_path):
+    """fake BP4D → `aufer prepare` → `aufer experiment` of the shipped MDHR recipe (a tiny ResNet, 1 epoch, T = 11)
+    over the 3 folds → `aufer table` puts its per-AU F1 in the paper's layout beside MDHR's published row."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from fakes import make_fake_bp4d
+
+    bp4d = make_fake_bp4d(tmp_path / "BP4D", subjects=("F001", "M011", "F007", "F015"), tasks=("T1", "T2"), n_frames=12,
+                          gap=False, size=(160, 120))
+    r = _aufer("prepare", "BP4D", "--root", bp4d["root"], "--out", tmp_path / "bp4d.sqlite", "--size", "32",
+               "--workers", "1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    configs = Path(__file__).parents[1] / "configs"
+    tiny = dict(model_type="resnet", embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                layer_type="basic")
+    rec = {"base": str(configs / "mdhr" / "mdhr-resnet50_bp4d_16f_200e.yaml"), "name": "tiny-mdhr",
+           "model": {"args": {"model": None, "hf_config": tiny, "pretrained": False, "input_size": 32, "dim": 16}},
+           "data": {"au": {"store": str(tmp_path / "bp4d.sqlite"), "clip_len": 11, "eval_clip_len": 11,
+                           "batch_size": 1, "val_subjects": 1, "transform": {"size": 32, "resize": 36}},
+                    "workers": 0},
+           "train": {"epochs": 1}, "select": {"every": 1}}
+    recipe = _write(tmp_path / "tiny_mdhr.yaml", rec)
+    r = _aufer("experiment", recipe, "--out", tmp_path / "exp")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    assert len(s["folds"]) == 3 and s["selection"] == "validation-selected"
+    assert {"AU1", "AU24", "au_f1_mean"} <= set(s["mean"]) and "uar" not in s["mean"]  # AU-only
+    r = _aufer("table", tmp_path / "exp", "--published", configs / "published" / "au_f1.yaml", "--out", tmp_path / "t.csv")
+    assert r.returncode == 0, r.stderr[-3000:]
+    tab = pd.read_csv(tmp_path / "t.csv", index_col=0)
+    ours = tab.loc[tab.index.str.startswith("tiny-mdhr")]
+    assert len(ours) == 1 and abs(ours["au_f1_mean"].item() - 100 * s["mean"]["au_f1_mean"]) < 1e-9
+    assert tab.loc[tab.index.str.startswith("MDHR ResNet-50"), "au_f1_mean"].item() == 66.6
+    bp4d_aus = [f"AU{a}" for a in (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)]
+    assert ours[bp4d_aus].notna().all(axis=None)  # per-AU F1 of the 12 BP4D AUs, in the published rows' columns
+    assert ours[[c for c in tab.columns if c.startswith("AU") and c not in bp4d_aus]].isna().all(axis=None)
