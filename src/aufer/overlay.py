@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from aufer.media import iter_video, video_info
-from aufer.report import _au_cols, _detected
+from aufer.report import _detected, table_columns
 
 __all__ = ["write_overlay_video", "frame_annotations", "draw_annotations"]
 
@@ -38,13 +38,7 @@ def frame_annotations(df: pd.DataFrame, top_aus: int = 3) -> dict[int, list[dict
             ``top_aus`` < 0.
     """
     need = ["frame", "face_x", "face_y", "face_w", "face_h"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"prediction table lacks column(s) {missing}")
-    if top_aus < 0:
-        raise ValueError(f"top_aus must be >= 0, got {top_aus}")
-    emo_cols = [c for c in df.columns if str(c).startswith("emo_")]
-    au_cols = _au_cols(df)
+    emo_cols, au_cols = table_columns(df, need, top_aus)
     rows = df[_detected(df)]
     box = rows[need[1:]].apply(pd.to_numeric, errors="coerce")
     rows = rows[np.isfinite(box.to_numpy(dtype=float)).all(axis=1)]

@@ -26,10 +26,11 @@ from aufer import vocab
 from aufer.faces.pipeline import FacePipeline
 from aufer.media import Frame, MediaError, media_kind, video_info
 from aufer.models import contract
-from aufer.schema import SCHEMA_VERSION, columns, empty_row
+from aufer.schema import (SCHEMA_VERSION, TEXT_COLUMNS, columns, csv_read_options, empty_row, face_mask,
+                          read_table)
 
 __all__ = ["SCHEMA_VERSION", "columns", "iter_predictions", "predict", "predict_to_file", "predict_to_csv",
-           "PredictResult"]
+           "PredictResult", "read_table"]
 
 
 def _device_of(model) -> torch.device:
@@ -85,6 +86,16 @@ def _face_row(frame: Frame, a, aus, emotions, mesh: bool) -> dict:
     return row
 
 
+def _frame_rows(frame: Frame, faces: list, aus, emotions, mesh: bool) -> list[tuple[dict, object]]:
+    """The rows of one frame as ``(row, aligned face or None)``: a row per face, else one ``unreadable`` or
+    ``no_face`` row."""
+    if frame.image is None:
+        return [(empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, "unreadable", mesh), None)]
+    if not faces:
+        return [(empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, mesh=mesh), None)]
+    return [(_face_row(frame, a, aus, emotions, mesh), a) for a in faces]
+
+
 def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = None, start: int = 0,
                      batch_size: int = 16, threshold: float = 0.5, flip: bool = True,
                      mesh: bool = False, window_stride: int | None = None) -> Iterator[dict]:
@@ -120,13 +131,7 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
         return rows
 
     for frame, faces in pipeline.iter_media(path, start=start):
-        if frame.image is None:
-            pending.append((empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions,
-                                      status="unreadable", mesh=mesh), None))
-        elif not faces:
-            pending.append((empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, mesh=mesh), None))
-        for a in faces:
-            pending.append((_face_row(frame, a, aus, emotions, mesh), a))
+        pending.extend(_frame_rows(frame, faces, aus, emotions, mesh))
         if sum(a is not None for _, a in pending) >= batch_size:
             yield from flush()
     yield from flush()
@@ -150,16 +155,10 @@ def _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, 
     sched = WindowScheduler(lambda c, lm: _probabilities(model, c, lm, flip), fill, t, min(stride, t))
     aus, emotions = model.aus, model.emotions
     for frame, faces in pipeline.iter_media(path, start=start):
-        if frame.image is None:
-            queue.append(empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, "unreadable", mesh))
-        elif not faces:
-            queue.append(empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, mesh=mesh))
-        items = []
-        for a in faces:
-            row = _face_row(frame, a, aus, emotions, mesh)
-            queue.append(row)
-            waiting.add(id(row))
-            items.append((row, a))
+        rows = _frame_rows(frame, faces, aus, emotions, mesh)
+        queue.extend(r for r, _ in rows)
+        items = [(r, a) for r, a in rows if a is not None]
+        waiting.update(id(r) for r, _ in items)
         sched.add_frame(frame.index, items)
         while queue and id(queue[0]) not in waiting:
             yield queue.popleft()
@@ -177,11 +176,7 @@ def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch
             raise MediaError(f"image array {i}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}; "
                              "convert it first (e.g. cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))")
         frame = Frame(i, math.nan, img, f"<array {i}>")
-        faces = pipeline.process(img)
-        if not faces:
-            pending.append((empty_row(i, math.nan, frame.source, model.aus, model.emotions, mesh=mesh), None))
-        for a in faces:
-            pending.append((_face_row(frame, a, model.aus, model.emotions, mesh), a))
+        pending.extend(_frame_rows(frame, pipeline.process(img), model.aus, model.emotions, mesh))
     with_face = [p for p in pending if p[1] is not None]
     for k in range(0, len(with_face), batch_size):
         _run_model(model, with_face[k:k + batch_size], threshold, flip)
@@ -373,26 +368,6 @@ def _read_key(p: Path) -> dict | None:
         return None
 
 
-_STR_COLS = ("file", "status", "emotion")
-
-
-def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """An output of :func:`predict_to_file` (CSV or Parquet) as a DataFrame, text columns kept as text
-    (``emotion`` of a face-less row is ``""``)."""
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path, columns=list(columns) if columns else None)
-    df = pd.read_csv(path, usecols=list(columns) if columns else None, dtype={c: str for c in _STR_COLS},
-                     keep_default_na=False, na_values={c: ["nan", "NaN", ""] for c in _numeric_guess(path)})
-    return df
-
-
-def _numeric_guess(path: Path) -> list[str]:
-    with open(path, newline="") as f:
-        header = next(csv.reader(f))
-    return [c for c in header if c not in _STR_COLS]
-
-
 def _csv_to_parquet(src: Path, dst: Path, cols: list[str], rows_per_group: int = 50_000) -> None:
     """Convert a partial CSV to Parquet in row groups (constant memory), atomically."""
     import pyarrow as pa  # noqa: PLC0415
@@ -401,9 +376,7 @@ def _csv_to_parquet(src: Path, dst: Path, cols: list[str], rows_per_group: int =
     tmp = dst.with_name(dst.name + ".tmp")
     writer = None
     try:
-        na = {c: ["nan", "NaN", ""] for c in cols if c not in _STR_COLS}
-        for chunk in pd.read_csv(src, chunksize=rows_per_group, dtype={c: str for c in _STR_COLS},
-                                 keep_default_na=False, na_values=na):
+        for chunk in pd.read_csv(src, chunksize=rows_per_group, **csv_read_options(cols)):
             chunk = _typed(chunk)
             table = pa.Table.from_pandas(chunk, preserve_index=False)
             if writer is None:
@@ -421,12 +394,12 @@ def _csv_to_parquet(src: Path, dst: Path, cols: list[str], rows_per_group: int =
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
     """Column dtypes of the schema: ints as nullable Int64 where a face-less row has none, text as str."""
     for c in df.columns:
-        if c in _STR_COLS:
+        if c in TEXT_COLUMNS:
             df[c] = df[c].astype(str)
         elif c in ("frame", "face_id", "success") or c.endswith("_c"):
             df[c] = pd.to_numeric(df[c]).astype("Int64")
         elif c == "face_detected":
-            df[c] = df[c].astype(str).str.lower().eq("true")
+            df[c] = face_mask(df)
         else:
             df[c] = pd.to_numeric(df[c]).astype("float64")
     return df
@@ -443,7 +416,7 @@ def _summarise(out: Path, fmt: str, result: PredictResult) -> None:
     for c in chunks:
         n += len(c)
         frames.update(c["frame"].tolist())
-        det = c["face_detected"].astype(str).str.lower().eq("true")
+        det = face_mask(c)
         with_face.update(c.loc[det, "frame"].tolist())
         ids.update(int(i) for i in c.loc[det, "face_id"].tolist())
     result.n_rows, result.n_frames, result.frames_with_face = n, len(frames), len(with_face)

@@ -100,7 +100,9 @@ def _thumbnails(df, job, crop: int = 96) -> dict:
 
     from aufer.media import iter_frames, read_image  # noqa: PLC0415
 
-    faces = df[df["face_detected"].astype(str).str.lower().eq("true")]
+    from aufer.schema import face_mask  # noqa: PLC0415
+
+    faces = df[face_mask(df)]
     if faces.empty:
         return {}
     best = faces.loc[faces.groupby("face_id")["face_score"].idxmax()].head(16)

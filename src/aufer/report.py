@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from aufer import vocab
+from aufer.schema import face_mask
 
 __all__ = ["timeseries_figure", "still_figure", "predictions_figure", "confusion_figure", "history_figure",
            "plot_timeseries", "plot_still", "plot_predictions", "plot_confusion", "plot_history", "is_still",
@@ -108,17 +109,21 @@ def _au_label(col: str) -> str:
         return code
 
 
-def _detected(df: pd.DataFrame) -> pd.Series:
-    """Boolean mask of rows with a face: ``face_detected`` if present (bools, or the strings ``"True"``/``"1"``
-    of a CSV read as text; NaN = no face), else ``face_id >= 0``."""
-    if "face_detected" in df.columns:
-        s = df["face_detected"]
-        if s.dtype == bool:
-            return s
-        return s.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes")).astype(bool)
-    if "face_id" in df.columns:
-        return pd.to_numeric(df["face_id"], errors="coerce").fillna(-1) >= 0
-    return pd.Series(False, index=df.index)
+_detected = face_mask  # rows with a face (aufer.schema.face_mask)
+
+
+def table_columns(df: pd.DataFrame, need: Sequence[str], top_aus: int) -> tuple[list[str], list[str]]:
+    """Check a prediction table for ``need`` and ``top_aus`` ≥ 0; return its emotion and AU probability columns.
+
+    Raises:
+        ValueError: a column of ``need`` is missing, or ``top_aus`` < 0.
+    """
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"prediction table lacks column(s) {missing}")
+    if top_aus < 0:
+        raise ValueError(f"top_aus must be >= 0, got {top_aus}")
+    return [c for c in df.columns if str(c).startswith("emo_")], _au_cols(df)
 
 
 def is_still(df: pd.DataFrame) -> bool:

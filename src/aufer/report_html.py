@@ -19,7 +19,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from aufer.report import _au_cols, _detected, _quiet_glyphs, predictions_figure
+from aufer.report import _detected, _quiet_glyphs, predictions_figure, table_columns
 
 __all__ = ["write_html_report", "face_summary", "card_limits", "DEFAULT_WARNING"]
 
@@ -80,13 +80,7 @@ def face_summary(df: pd.DataFrame, top_aus: int = 5) -> pd.DataFrame:
     Raises:
         ValueError: if ``frame`` or ``face_id`` is missing, or ``top_aus`` < 0.
     """
-    missing = [c for c in ("frame", "face_id") if c not in df.columns]
-    if missing:
-        raise ValueError(f"prediction table lacks column(s) {missing}")
-    if top_aus < 0:
-        raise ValueError(f"top_aus must be >= 0, got {top_aus}")
-    emo_cols = [c for c in df.columns if str(c).startswith("emo_")]
-    au_cols = _au_cols(df)
+    emo_cols, au_cols = table_columns(df, ("frame", "face_id"), top_aus)
     files = df["file"].astype(str) if "file" in df.columns else pd.Series("", index=df.index)
     n_frames = pd.DataFrame({"file": files, "frame": df["frame"]}).groupby("file")["frame"].nunique()
     faces = df[_detected(df)].assign(file=files)

@@ -22,10 +22,14 @@ from typing import Sequence
 
 from aufer import vocab
 
-__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "columns", "empty_row", "markdown"]
+__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "TEXT_COLUMNS", "columns", "empty_row", "face_mask",
+           "csv_read_options", "read_table", "markdown"]
 
 SCHEMA_VERSION = 2
 N_MESH = 478  #: MediaPipe face-mesh points (``aufer.faces.landmarks.N_LANDMARKS``)
+
+#: the text columns (everything else is a number or a flag)
+TEXT_COLUMNS = ("file", "status", "emotion")
 
 #: row status values
 STATUS = ("ok", "no_face", "unreadable")
@@ -102,6 +106,46 @@ def empty_row(index: int, timestamp_s: float, source: str, aus: Sequence[int], e
     row.update({"frame": int(index), "timestamp_s": float(timestamp_s), "file": str(source), "status": status,
                 "face_id": -1, "face_detected": False, "success": 0, "confidence": 0.0, "emotion": ""})
     return row
+
+
+def face_mask(df):
+    """Boolean mask (a pandas Series) of the rows of a prediction table that hold a face: ``face_detected`` if
+    present (bools, or the strings ``"True"``/``"1"`` of a CSV read as text; NaN = no face), else
+    ``face_id >= 0``; all False without either column."""
+    import pandas as pd  # noqa: PLC0415
+
+    if "face_detected" in df.columns:
+        s = df["face_detected"]
+        if s.dtype == bool:
+            return s
+        return s.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes")).astype(bool)
+    if "face_id" in df.columns:
+        return pd.to_numeric(df["face_id"], errors="coerce").fillna(-1) >= 0
+    return pd.Series(False, index=df.index)
+
+
+def csv_read_options(header: Sequence[str]) -> dict:
+    """``pandas.read_csv`` options for a prediction CSV with this header: text columns stay text (a face-less
+    row's ``emotion`` is ``""``), ``nan`` and empty cells of the other columns are NaN."""
+    return {"dtype": {c: str for c in TEXT_COLUMNS}, "keep_default_na": False,
+            "na_values": {c: ["nan", "NaN", ""] for c in header if c not in TEXT_COLUMNS}}
+
+
+def read_table(path, columns: Sequence[str] | None = None):
+    """A prediction table written by :func:`aufer.predict.predict_to_file` (CSV or Parquet) as a DataFrame,
+    text columns kept as text; ``columns`` reads only those."""
+    import csv  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import pandas as pd  # noqa: PLC0415
+
+    path = Path(path)
+    cols = list(columns) if columns else None
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path, columns=cols)
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    return pd.read_csv(path, usecols=cols, **csv_read_options(header))
 
 
 def markdown() -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from aufer import vocab
-from aufer.schema import BASE_COLUMNS
+from aufer.schema import BASE_COLUMNS, face_mask, read_table
 
 __all__ = ["ToolkitLayoutError", "read_openface_csv", "read_pyfeat_csv", "read_predictions"]
 
@@ -304,13 +304,12 @@ def _pyfeat_emotions(df: pd.DataFrame, face: np.ndarray, out: dict) -> list[str]
 
 
 def _read_aufer(path: Path) -> pd.DataFrame:
-    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    df = read_table(path)
     missing = [c for c in AUFER_KEY if c not in df.columns]
     if missing:
         raise ToolkitLayoutError(f"{path}: not an aufer prediction table: missing column(s) {', '.join(missing)} "
                                  f"(expected {', '.join(AUFER_KEY)})")
-    if df["face_detected"].dtype != bool:
-        df["face_detected"] = df["face_detected"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))
+    df["face_detected"] = face_mask(df)
     if "emotion" in df.columns:
         df["emotion"] = df["emotion"].fillna("").astype(str)
     df.attrs.update({"source_tool": "aufer", "source_path": str(path)})
