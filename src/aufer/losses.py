@@ -134,3 +134,7 @@ LOSSES: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_loss
 returning a dict with a ``"loss"`` scalar to minimise and detached scalars to log. A method adds its own; a
 loss that always needs the fold's AU class weights in ``ctx.au_weight`` sets ``fn.uses_class_weights = True``
 (otherwise the engine computes them only for ``loss_args.class_weights: true``)."""
+
+from aufer.losses_ssm import LOSSES_SSM  # noqa: E402
+
+LOSSES.update(LOSSES_SSM)

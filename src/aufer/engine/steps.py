@@ -97,3 +97,7 @@ def mixup_step(model: torch.nn.Module, au_batch: dict | None, expr_batch: dict |
 
 STEPS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_step, "mixup": mixup_step}
 """Step functions by recipe name (``train.step``). A method registers its own, e.g. ``STEPS["mal"] = mal_step``."""
+
+from aufer.losses_ssm import STEPS_SSM  # noqa: E402
+
+STEPS.update(STEPS_SSM)
