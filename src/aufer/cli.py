@@ -303,31 +303,43 @@ def table(
 
 @app.command("import")
 def import_checkpoint(
-    method: str = typer.Argument(..., help="the method whose official checkpoint this is: mdhr"),
+    method: str = typer.Argument(..., help="the method whose official checkpoint this is: mdhr or ssm"),
     checkpoint: Path = typer.Argument(..., help="the .pth file the official code saved"),
-    dataset: str = typer.Option(..., help="BP4D | DISFA"),
-    backbone: str = typer.Option(..., help="resnet50 | swin_b"),
     out_dir: Path = typer.Option(..., "--out", help="folder to write model.safetensors + model.json into"),
+    dataset: Optional[str] = typer.Option(None, help="MDHR: BP4D | DISFA"),
+    backbone: Optional[str] = typer.Option(None, help="MDHR: resnet50 | swin_b"),
     k: int = typer.Option(5, help="MDHR: frames pooled by the temporal average of MFD (the official default 5)"),
+    pair: Optional[str] = typer.Option(None, help="SSM: bp4d_dfew | bp4d_ferv39k | bp4d_mafw | disfa_dfew | "
+                                                  "disfa_ferv39k | disfa_mafw"),
 ):
     """Convert an official checkpoint into an aufer model folder (tensors only, no code is loaded), which
     `aufer evaluate`, `aufer predict --model` and `aufer.load_model` read."""
     from aufer.models.io import save_model  # noqa: PLC0415
 
     def run():
-        if method.lower() != "mdhr":
-            raise UserError(f"no importer for {method!r}; known: mdhr")
-        if dataset.upper() not in ("BP4D", "DISFA") or backbone.lower() not in ("resnet50", "swin_b"):
-            raise UserError(f"--dataset must be BP4D or DISFA and --backbone resnet50 or swin_b, not "
-                            f"{dataset!r} / {backbone!r}")
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out {out_dir} is a file; give a folder")
-        from aufer.models.mdhr import from_official_state_dict  # noqa: PLC0415
+        name = method.lower()
+        if name == "mdhr":
+            if (dataset or "").upper() not in ("BP4D", "DISFA") or (backbone or "").lower() not in ("resnet50", "swin_b"):
+                raise UserError(f"aufer import mdhr needs --dataset BP4D|DISFA and --backbone resnet50|swin_b, not "
+                                f"{dataset!r} / {backbone!r}")
+            from aufer.models.mdhr import from_official_state_dict  # noqa: PLC0415
 
-        model = from_official_state_dict(checkpoint, dataset.upper(), backbone.lower(), k=k)
-        path = save_model(model, out_dir / "model", extra={"imported_from": str(checkpoint),
-                                                           "source": "official MDHR code (github.com/CVI-SZU/MDHR)"})
-        out.print(f"{checkpoint} → {path} ({model.config['name']}, {len(model.aus)} AUs)", highlight=False)
+            model = from_official_state_dict(checkpoint, dataset.upper(), backbone.lower(), k=k)
+            source = "official MDHR code (github.com/CVI-SZU/MDHR)"
+        elif name == "ssm":
+            from aufer.models.ssm_official import PAIRS, from_official_state_dict  # noqa: PLC0415
+
+            if pair not in PAIRS:
+                raise UserError(f"aufer import ssm needs --pair, one of {', '.join(PAIRS)}; not {pair!r}")
+            model = from_official_state_dict(checkpoint, pair)
+            source = "official SSM code (github.com/MSA-LMC/SSM)"
+        else:
+            raise UserError(f"no importer for {method!r}; known: mdhr, ssm")
+        path = save_model(model, out_dir / "model", extra={"imported_from": str(checkpoint), "source": source})
+        out.print(f"{checkpoint} → {path} ({model.config['name']}, {len(model.aus)} AUs"
+                  f"{f', {len(model.emotions)} emotions' if model.emotions else ''})", highlight=False)
     _guard(run)
 
 
