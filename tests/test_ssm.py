@@ -238,3 +238,31 @@ def test_reduced_ssm_trains_through_the_engine_on_fake_bp4d_and_dfew(tmp_path):
     best = load_model(tmp_path / "run" / "best.safetensors")
     a2e, _ = best.dpm.maps()
     assert not torch.allclose(a2e, best.dpm.init_map, atol=1e-4)  # Δ1 learned (lr 1e-2)
+
+
+def test_tsp_and_dpm_ablations():
+    from aufer.losses import LossContext
+    from aufer.losses_ssm import ssm_loss
+
+    x = _clips()
+    full = tiny_ssm().eval()
+    no_dpm = tiny_ssm(dpm=False).eval()
+    no_tsp = tiny_ssm(tsp=False).eval()
+    no_dpm.load_state_dict(full.state_dict())
+    no_tsp.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        a, b, c = full(x), no_dpm(x), no_tsp(x)
+        p = full.prototypes()
+        z = full.expr_temporal(full.forward_features(x))
+    torch.testing.assert_close(b["expr_sim"], 0.1 * F.normalize(z, dim=-1) @ p["t_e0"].t() / 0.01)  # unmixed
+    assert not torch.allclose(a["expr_sim"], b["expr_sim"])
+    assert "expr_sim" not in c and "au_sim" not in c
+    torch.testing.assert_close(c["expr"], full.expr_head(z))
+    au_batch = {"au": torch.randint(0, 2, (2, 16, 8))}
+    expr_batch = {"expr": torch.tensor([0, 3])}
+    res = ssm_loss(c, c, au_batch, expr_batch, ctx=LossContext(epoch=3))
+    assert res["loss_l3"] == 0 and res["loss_l4"] == 0 and res["loss_l1"] > 0 and torch.isfinite(res["loss"])
+    from aufer.models.ssm_official import official_key_map
+
+    with pytest.raises(ValueError, match="full model"):
+        official_key_map(no_dpm)

@@ -31,6 +31,8 @@ Differences from the official code, and why:
   *absent*: it adds nothing (its L̂ is 0, its log 0), its moving average is neither started nor updated (so the
   first step on which it is present is its first-step rule), and the divisor stays 3 so that a term's weight does
   not depend on which others are present. An AU-only or expression-only step therefore trains its own two terms.
+* A model without prototype similarities (SSM's TSP ablation, ``tsp=False``) has no L3 / L4: those terms are
+  absent, as above.
 * Only the AU batch's AU labels feed L2/L4 and only the expression batch's expression labels feed L1/L3, as the
   official step (any labels of the other task a batch may carry are ignored).
 * The losses are computed in float32 (the official run is fp32 throughout, §9.1 item 6; an SSM recipe should set
@@ -109,7 +111,8 @@ def ssm_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, 
         y_e = expr_batch["expr"]
         present = bool((y_e >= 0).any())
         terms[0] = (masked_ce(out_expr["expr"].float(), y_e), present)
-        terms[2] = (masked_ce(out_expr["expr_sim"].float(), y_e), present)
+        if "expr_sim" in out_expr:  # absent for the TSP ablation (tsp=False): no prototype terms
+            terms[2] = (masked_ce(out_expr["expr_sim"].float(), y_e), present)
     if out_au is not None:
         if au_batch is None:
             raise ValueError("ssm_loss: out_au given without au_batch")
@@ -123,7 +126,8 @@ def ssm_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, 
             present = bool(known_a.any())
             bce = lambda z: masked_bce(z, y_a)  # noqa: E731
         terms[1] = (bce(out_au["au"].float()), present)
-        terms[3] = (bce(out_au["au_sim"].float()), present)
+        if "au_sim" in out_au:
+            terms[3] = (bce(out_au["au_sim"].float()), present)
 
     moving = ctx.state.setdefault(_STATE_KEY, {})
     scaled: list[torch.Tensor | None] = [None] * 4

@@ -129,12 +129,19 @@ class SSM(nn.Module):
         emotions: 7 (DFEW, FERV39K) or 11 (MAFW) classes in aufer's order (= SSM's).
         input_size: frame side in pixels; norm: :func:`aufer.vocab.normalisation` name.
         num_frames: T (16: the official code accepts nothing else; aufer accepts T ≤ 16, even).
+        tsp, dpm: the component ablations (both on = the official model): without ``tsp`` the outputs have no
+            ``"expr_sim"`` / ``"au_sim"`` and the logits are the linear heads'; without ``dpm`` the prototypes are
+            not mixed across tasks (``T̃ = T``).
     """
 
     def __init__(self, vision: nn.Module, text_encoder: nn.Module, prompt_expr: nn.Module, prompt_au: nn.Module,
                  au_dataset: str, emotions: Sequence[str], input_size: int = 224, norm: str = "clip",
-                 num_frames: int = 16, heads: int = 8):
+                 num_frames: int = 16, heads: int = 8, tsp: bool = True, dpm: bool = True):
         super().__init__()
+        #: ablation switches (aufer's; the paper's component ablations): ``tsp`` — text prototypes and their
+        #: similarity logits (off: the linear heads alone, no L3/L4); ``dpm`` — cross-task mixing of the
+        #: prototypes through the learned maps (off: each task scores its own prototypes; the maps stay the prior)
+        self.tsp, self.use_dpm = bool(tsp), bool(dpm)
         self.au_dataset = au_dataset
         self.aus = tuple(int(a) for a in vocab.dataset_aus(au_dataset))
         self.emotions = tuple(emotions)
@@ -209,16 +216,18 @@ class SSM(nn.Module):
     def forward(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Normalised clips ``(B, T, 3, H, W)`` → the outputs of the module docstring; ``landmarks`` ignored."""
         f = self.forward_features(x)
-        b, t, _ = f.shape
+        z, h = self.expr_temporal(f), self.au_temporal(f)
+        expr, au = self.expr_head(z), self.au_head(h)
+        if not self.tsp:
+            a2e, e2a = self.dpm.maps()
+            return {"au": self.au_smooth(au), "expr": expr, "map_au2emo": a2e, "map_emo2au": e2a, "features": f}
         proto = self.prototypes()
-        z = self.expr_temporal(f)
-        sim_e = F.normalize(z, dim=-1) @ proto["t_e"].t() / 0.01
-        expr = self.expr_head(z) + 0.1 * sim_e
-        h = self.au_temporal(f)
-        sim_a = F.normalize(h, dim=-1) @ proto["t_a"].t() / 0.01
-        au = self.au_head(h) + 0.1 * sim_a
-        return {"au": self.au_smooth(au), "au_sim": 0.1 * sim_a, "expr": expr, "expr_sim": 0.1 * sim_e,
-                "map_au2emo": proto["map_au2emo"], "map_emo2au": proto["map_emo2au"], "features": f}
+        t_e, t_a = (proto["t_e"], proto["t_a"]) if self.use_dpm else (proto["t_e0"], proto["t_a0"])
+        sim_e = F.normalize(z, dim=-1) @ t_e.t() / 0.01
+        sim_a = F.normalize(h, dim=-1) @ t_a.t() / 0.01
+        return {"au": self.au_smooth(au + 0.1 * sim_a), "au_sim": 0.1 * sim_a, "expr": expr + 0.1 * sim_e,
+                "expr_sim": 0.1 * sim_e, "map_au2emo": proto["map_au2emo"], "map_emo2au": proto["map_emo2au"],
+                "features": f}
 
 
 # ----------------------------------------------------------------------------------------------- registry
@@ -261,7 +270,7 @@ def _vocab_checks(au_dataset: str, aus, emotions) -> tuple[str, tuple[str, ...]]
 def ssm(au_dataset: str = "BP4D", vision: str = "clip", text: str = "clip", model: str | None = None,
         pretrained: bool = True, clip_config: dict | None = None, minilm_config: dict | None = None,
         input_size: int = 224, norm: str = "clip", n_ctx: int = 8, moe_layers: int = 6, moe_act: str = "gelu",
-        moe_dispatch: str = "official", dim: int = 512, aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None) -> SSM:
+        moe_dispatch: str = "official", dim: int = 512, tsp: bool = True, dpm: bool = True, aus: Sequence[int] | None = None, emotions: Sequence[str] | None = None) -> SSM:
     """SSM (IEEE TAFFC 2026) for BP4D or DISFA with 7 or 11 emotions.
 
     Args:
@@ -285,6 +294,7 @@ def ssm(au_dataset: str = "BP4D", vision: str = "clip", text: str = "clip", mode
         dim: feature / prototype width P for the Lite and MiniLM variants (CLIP: its projection width).
         aus, emotions: the data's vocabularies (the engine passes them): must be the dataset's AU order and
             aufer's 7 or 11 emotions.
+        tsp, dpm: component ablations (recipe keys ``model.args.tsp`` / ``dpm``), see :class:`SSM`.
 
     The recorded config says ``pretrained=False`` (the weights travel in the checkpoint).
 
@@ -322,7 +332,7 @@ def ssm(au_dataset: str = "BP4D", vision: str = "clip", text: str = "clip", mode
     else:
         vis = LiteVision(vision, width, pretrained=pretrained)
         norm = "efficientnet_lite" if norm == "clip" else norm
-    m = SSM(vis, enc, pe, pa, ds, emo, input_size=input_size, norm=norm)
+    m = SSM(vis, enc, pe, pa, ds, emo, input_size=input_size, norm=norm, tsp=tsp, dpm=dpm)
     m.config_overrides = {"pretrained": False, "aus": list(m.aus), "emotions": list(m.emotions), "norm": norm}
     if clip is not None:
         m.config_overrides["clip_config"] = _clip_config_dict(clip)

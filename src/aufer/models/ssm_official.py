@@ -89,6 +89,8 @@ def official_key_map(model) -> dict[str, tuple[str, int | None, bool]]:
     if model.config.get("vision") != "clip" or model.config.get("text") != "clip":
         raise ValueError("official SSM checkpoints exist only for the CLIP vision and text towers, not for "
                          f"vision={model.config.get('vision')!r}, text={model.config.get('text')!r}")
+    if not (model.tsp and model.use_dpm):
+        raise ValueError("official SSM checkpoints exist only for the full model (tsp and dpm on)")
     expr_t, au_t = _temporal_names(model.au_dataset)
     out: dict[str, tuple[str, int | None, bool]] = {}
     for key in model.state_dict():
