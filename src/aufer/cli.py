@@ -248,6 +248,8 @@ def evaluate(
     split: str = typer.Option("test", help="val or test"),
     checkpoint: str = typer.Option("best", help="best (selected) or last"),
     flip: bool = typer.Option(False, help="test-time flip averaging (labelled _flip; the benchmark protocols do not use it)"),
+    released: bool = typer.Option(False, "--released", help="also SSM's released AU evaluator: threshold and temporal "
+                                  "vote searched on the scored labels (labelled test-tuned; metrics_<split>_<checkpoint>_released.json)"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
 ):
     """Recompute a run's metrics from a checkpoint; writes metrics_<split>_<checkpoint>.json and Parquet
@@ -259,6 +261,21 @@ def evaluate(
         parts = [f"{k} {v[k]:.3f}" for v in res["metrics"].values() for k in ("au_f1_mean", "uar", "war")
                  if v.get(k) is not None]
         out.print(f"{run_dir} {split} ({checkpoint}{', flip TTA' if flip else ''}): " + ", ".join(parts))
+        if released:
+            from aufer.engine.released import evaluate_released  # noqa: PLC0415
+
+            try:
+                rel = evaluate_released(run_dir, split=split, checkpoint=checkpoint, flip=flip)
+            except (FileNotFoundError, ValueError) as e:
+                raise UserError(f"--released: {e}") from e
+            a, e = rel["au"] or {}, rel["expr"] or {}
+            parts = [f"au_f1_mean {a['au_f1_mean']:.3f} (threshold {a['threshold']:.2f}, K {a['half_window']}, "
+                     f"votes {a['required_votes']}/{a['window']}; 0.5 without vote: {a['au_f1_mean_at_0.5_no_vote']:.3f})"] if a else []
+            if a.get("au_auc_mean") is not None:
+                parts.append(f"au_auc_mean {a['au_auc_mean']:.3f}")
+            parts += [f"{k} {e[k]:.3f}" for k in ("uar", "war") if e.get(k) is not None]
+            out.print(f"{run_dir} {split} ({checkpoint}) SSM released evaluator, {rel['label']} "
+                      f"(tuned on the scored labels): " + ", ".join(parts))
     _guard(run)
 
 
