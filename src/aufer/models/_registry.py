@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-__all__ = ["UnknownModelError", "register_model", "create_model", "list_models", "list_modules", "is_model",
+__all__ = ["UnknownModelError", "lazy_exports", "register_model", "create_model", "list_models", "list_modules", "is_model",
            "default_cfg", "model_entrypoint", "split_model_name_tag"]
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}  # arch -> factory
@@ -52,6 +52,22 @@ class UnknownModelError(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the repr of its argument
         return str(self.args[0]) if self.args else ""
+
+
+def lazy_exports(module: str, source: str, names) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that serves ``names`` from the module ``source`` on first use (a method's
+    official-checkpoint functions, e.g. ``aufer.models.mdhr.from_official_state_dict`` from ``mdhr_official``),
+    so that importing the model module does not import the converter."""
+    names = frozenset(names)
+
+    def __getattr__(name: str):
+        if name in names:
+            import importlib  # noqa: PLC0415
+
+            return getattr(importlib.import_module(source), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def split_model_name_tag(name: str) -> tuple[str, str]:

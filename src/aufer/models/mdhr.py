@@ -71,7 +71,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aufer import vocab
-from aufer.models._registry import register_model
+from aufer.models._registry import lazy_exports, register_model
 from aufer.models.mdhr_hsr import (EDGE_MODES, REGION_SPECS, CrossRegionGAT, LinearBlock, LocalRelations,
                                    PerAUTemporalConv, SimilarityClassifier, activity_bits, edge_mask)
 
@@ -551,13 +551,5 @@ def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = 
 
 
 # ------------------------------------------------------------------ official checkpoints (mdhr_official.py)
-_OFFICIAL = frozenset(["official_key_map", "from_official_state_dict", "load_official_state_dict", "to_official_state_dict", "load_official_backbone"])
-
-
-def __getattr__(name: str):
-    """``aufer.models.mdhr.from_official_state_dict`` etc. live in :mod:`aufer.models.mdhr_official`."""
-    if name in _OFFICIAL:
-        from aufer.models import mdhr_official  # noqa: PLC0415
-
-        return getattr(mdhr_official, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``aufer.models.mdhr.from_official_state_dict`` etc. live in :mod:`aufer.models.mdhr_official`
+__getattr__ = lazy_exports(__name__, "aufer.models.mdhr_official", ["official_key_map", "from_official_state_dict", "load_official_state_dict", "to_official_state_dict", "load_official_backbone"])

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aufer import vocab
-from aufer.models._registry import register_model
+from aufer.models._registry import lazy_exports, register_model
 from aufer.models.ssm_modules import (NEUTRAL, DynamicPriorMapping, MoEFFN, PairSmoother, TemporalTransformerAll,
                                       TemporalTransformerCls)
 
@@ -128,7 +128,7 @@ class SSM(nn.Module):
         au_dataset: ``"BP4D"`` or ``"DISFA"`` (fixes the AU order, the descriptions and the prior).
         emotions: 7 (DFEW, FERV39K) or 11 (MAFW) classes in aufer's order (= SSM's).
         input_size: frame side in pixels; norm: :func:`aufer.vocab.normalisation` name.
-        num_frames: T (16: the official code accepts nothing else; aufer accepts T ≤ 16, even).
+        num_frames: T (16: the official code accepts nothing else; aufer accepts 1 ≤ T ≤ 16).
         tsp, dpm: the component ablations (both on = the official model): without ``tsp`` the outputs have no
             ``"expr_sim"`` / ``"au_sim"`` and the logits are the linear heads'; without ``dpm`` the prototypes are
             not mixed across tasks (``T̃ = T``).
@@ -208,9 +208,9 @@ class SSM(nn.Module):
         if x.ndim != 5 or x.shape[2] != 3:
             raise ValueError(f"SSM takes clips (B, T, 3, H, W), got shape {tuple(x.shape)}")
         b, t = x.shape[:2]
-        if t > self.num_frames or t % 2:
-            raise ValueError(f"SSM takes clips of an even number of frames up to {self.num_frames} (the official "
-                             f"code: exactly 16), got T = {t}")
+        if not 1 <= t <= self.num_frames:
+            raise ValueError(f"SSM takes clips of 1 to {self.num_frames} frames (the official code: exactly 16), got "
+                             f"T = {t}")
         return self.visual(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1)
 
     def forward(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -354,13 +354,5 @@ def _clip_config_dict(clip) -> dict:
 
 
 # ------------------------------------------------------------------ official checkpoints (ssm_official.py)
-_OFFICIAL = frozenset(["official_key_map", "from_official_state_dict", "to_official_state_dict", "read_official_checkpoint", "PAIRS"])
-
-
-def __getattr__(name: str):
-    """``aufer.models.ssm.from_official_state_dict`` etc. live in :mod:`aufer.models.ssm_official`."""
-    if name in _OFFICIAL:
-        from aufer.models import ssm_official  # noqa: PLC0415
-
-        return getattr(ssm_official, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``aufer.models.ssm.from_official_state_dict`` etc. live in :mod:`aufer.models.ssm_official`
+__getattr__ = lazy_exports(__name__, "aufer.models.ssm_official", ["official_key_map", "from_official_state_dict", "to_official_state_dict", "read_official_checkpoint", "PAIRS"])
