@@ -317,10 +317,8 @@ class PairSmoother(nn.Module):
     (K = 2, weights 1 / (2K + 1), trainable) applied to consecutive **pairs** of frames, each pair zero-padded
     on its own, so at initialisation both frames of a pair get ``(z_t + z_{t+1}) / 5``.
 
-    ``(B, T, A)`` logits (T even) → ``(B, T, A)``.
-
-    Raises:
-        ValueError: an odd number of frames.
+    ``(B, T, A)`` logits → ``(B, T, A)``. The official code takes T = 16 only; for an odd T (aufer: a still
+    photo is a one-frame clip) the last frame is paired with a copy of itself.
     """
 
     def __init__(self, n_aus: int, k: int = 2):
@@ -331,6 +329,6 @@ class PairSmoother(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b, t, a = z.shape
         if t % 2:
-            raise ValueError(f"SSM's smoother works on frame pairs: T must be even, got {t}")
-        pairs = z.reshape(b * t // 2, 2, a).transpose(1, 2)
-        return self.conv(pairs).transpose(1, 2).reshape(b, t, a)
+            z = torch.cat([z, z[:, -1:]], 1)
+        pairs = z.reshape(-1, 2, a).transpose(1, 2)
+        return self.conv(pairs).transpose(1, 2).reshape(b, -1, a)[:, :t]
