@@ -138,3 +138,7 @@ loss that always needs the fold's AU class weights in ``ctx.au_weight`` sets ``f
 from aufer.losses_ssm import LOSSES_SSM  # noqa: E402
 
 LOSSES.update(LOSSES_SSM)
+
+from aufer.losses_au_dfer import LOSSES_AU_DFER  # noqa: E402
+
+LOSSES.update(LOSSES_AU_DFER)
