@@ -201,6 +201,57 @@ def prepare(
         err.print("some sequences are incomplete (unreadable frames above); frames without a face are stored and flagged")
 
 
+@app.command("label-aus")
+def label_aus(
+    store: Path = typer.Argument(..., help="an expression face store made by `aufer prepare` (DFEW, FERV39K, ...)"),
+    model: Optional[Path] = typer.Option(None, "--model", help="an AU model: run folder, model folder or .safetensors "
+                                                               "(e.g. an imported MDHR checkpoint)"),
+    openface: Optional[Path] = typer.Option(None, "--openface", help="a folder of OpenFace 2.x CSVs (AUxx_c), one "
+                                                                     "per clip, named after the clip"),
+    replace: bool = typer.Option(False, "--replace", help="relabel a store that holds labels of another source"),
+    batch_size: int = typer.Option(64, help="--model: frames per forward pass"),
+    device: str = typer.Option("auto", help="--model: auto | cpu | cuda | cuda:N"),
+):
+    """Write per-frame AU pseudo-labels into an expression store (AU-DFER's clip AU labels; recipes read them with
+    data.expr.au_pseudo = frames | clip_mean | clip_count). Resumable: rerun the same command after an interruption."""
+    def run():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
+
+        from aufer.store.au_labels import label_store_from_openface, label_store_with_model  # noqa: PLC0415
+
+        if (model is None) == (openface is None):
+            raise UserError("give exactly one label source: --model RUN (an AU model) or --openface DIR (CSVs)")
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+        with Progress(TextColumn(f"labelling {store.name}"), BarColumn(), MofNCompleteColumn(), console=err,
+                      disable=not err.is_terminal) as bar:
+            task = bar.add_task("", total=None)
+
+            def tick(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+            try:
+                if model is not None:
+                    rep = label_store_with_model(store, model, batch_size=batch_size, device=device, replace=replace,
+                                                 progress=tick)
+                else:
+                    rep = label_store_from_openface(store, openface, replace=replace, progress=tick)
+            except FileNotFoundError as e:
+                raise UserError(str(e)) from None
+        missing = rep["clips_without_labels"]
+        out.print(f"{rep['store']}: AU pseudo-labels of {rep['clips'] - len(missing)}/{rep['clips']} clips from "
+                  f"{rep['name']} ({len(rep['aus'])} AUs: {', '.join(map(str, rep['aus']))}); this run labelled "
+                  f"{rep['clips_labelled']} clips ({rep['frames_labelled']} frames), {rep['clips_resumed']} were "
+                  "labelled before", highlight=False)
+        if missing:
+            err.print(f"{len(missing)} clips have no labels (AU labels −1), e.g. {', '.join(missing[:5])}"
+                      + (" — no CSV named after them (naming rule: aufer.store.au_labels)" if openface else ""),
+                      highlight=False)
+        if rep.get("frame_mismatch"):
+            err.print(f"{len(rep['frame_mismatch'])} clips' CSVs have another frame count than the store, e.g. "
+                      f"{rep['frame_mismatch'][0]}; frames without a CSV row stay unlabelled", highlight=False)
+    _guard(run)
+
+
 def _recipe(path: Path, sets: list[str] | None):
     from aufer.engine.recipe import load  # noqa: PLC0415
 

@@ -224,8 +224,9 @@ def au_dfer_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | No
             fit; with another list give both (e.g. ``model_aus = label_aus = data.aus``).
         au_batch_weight: weight of a masked BCE on the AU batch's per-frame labels (0: the AU batch is ignored).
 
-    Note: :class:`aufer.datasets.clips.ExprClipDataset` gives expression clips all −1 AU labels, so until clip
-    pseudo-labels reach the batch (e.g. from :func:`aufer.au_pseudo.read_openface_au_presence`), ``L_AU`` is 0.
+    Note: expression clips carry AU labels only after ``aufer label-aus`` wrote pseudo-labels into their store and
+    the recipe sets ``data.expr.au_pseudo`` (``frames``, ``clip_mean`` or ``clip_count``); otherwise they are all
+    −1 and ``L_AU`` is 0.
 
     Returns:
         ``{"loss", "loss_expr", "loss_au_dfer"}`` (+ ``"loss_au"`` when ``au_batch_weight > 0``); ``loss`` has the

@@ -21,15 +21,23 @@ class ExprClipDataset(Dataset):
     test), with clip-consistent augmentation in training.
 
     Items follow :mod:`aufer.datasets.batch`: ``crops`` uint8 ``(T, S', S', 3)``, ``landmarks`` float32
-    ``(T, 478, 3)``, ``au`` int64 ``(T, A)`` all −1 (``A = len(aus)``: expression clips carry no AU label),
-    ``expr`` int64 (−1 unknown), ``valid`` (all True) and ``detected`` bool ``(T,)``, ``rows`` all −1, ``index``.
+    ``(T, 478, 3)``, ``au`` int64 ``(T, A)`` (``A = len(aus)``; all −1, expression clips carry no AU label,
+    unless ``au_labels`` reads the store's AU pseudo-labels), ``expr`` int64 (−1 unknown), ``valid`` (all True)
+    and ``detected`` bool ``(T,)``, ``rows`` all −1, ``index``.
 
     Args:
         store: the face store holding the clips.
         records: the clips (one row each).
         num_segments: frames per clip ``T``.
         train: random TSN offsets and augmentation, or segment centres and the evaluation transform.
-        aus: the AU columns of the (all −1) ``au`` labels, to batch with AU windows of that vocabulary.
+        aus: the AU columns of the ``au`` labels, to batch with AU windows of that vocabulary.
+        au_labels: the ``au`` labels: ``"none"`` (all −1), or the AU pseudo-labels written by ``aufer label-aus``
+            (:mod:`aufer.store.au_labels`): ``"frames"`` — per sampled frame, occurrence = stored value ≥ the
+            labelling threshold (0.5); ``"clip_mean"`` — :func:`aufer.au_pseudo.clip_labels_mean` of the stored
+            values (probabilities, or OpenFace presence) over all labelled frames of the clip, given to every
+            frame; ``"clip_count"`` — :func:`aufer.au_pseudo.clip_labels_count` of the per-frame occurrences
+            over all labelled frames, given to every frame. −1 where a frame (or every frame of the clip) is not
+            labelled and for AUs of ``aus`` the labelling source lacks.
         out_size: output crop side (default: the store's); shorthand for ``transform.size``.
         augment: draw training augmentation (default: ``train``).
         seed: seed of offsets and augmentation, with the epoch.
@@ -37,12 +45,13 @@ class ExprClipDataset(Dataset):
 
     Raises:
         KeyError: if a clip is not in the store (run ``aufer prepare``).
-        ValueError: ``out_size`` disagreeing with ``transform.size``.
+        ValueError: ``out_size`` disagreeing with ``transform.size``, an unknown ``au_labels``.
+        aufer.store.StoreError: ``au_labels`` set and the store holds no complete AU pseudo-labelling.
     """
 
     def __init__(self, store: FaceStore, records: ClipRecords, num_segments: int = 16, train: bool = False,
                  aus=(), out_size: int | None = None, augment: bool | None = None, seed: int = 0,
-                 transform: ClipTransform | None = None):
+                 transform: ClipTransform | None = None, au_labels: str = "none"):
         seqs = store.sequences().set_index("key")
         missing = [c for c in records.table["clip"] if c not in seqs.index or seqs.at[c, "stored"] == 0]
         if missing:
@@ -57,6 +66,11 @@ class ExprClipDataset(Dataset):
         self._clips = records.table["clip"].to_numpy()
         self._labels = records.labels
         self._lengths = np.array([int(seqs.at[c, "stored"]) for c in self._clips])
+        self.au_labels, self._au_cols = au_labels, None
+        if au_labels != "none":
+            from aufer.store.au_labels import pseudo_columns  # noqa: PLC0415
+
+            self._au_cols, self._au_threshold = pseudo_columns(store, self.aus, au_labels)
 
     def set_epoch(self, epoch: int) -> None:
         """Use this epoch's offsets and augmentation draws (the clip list does not change)."""
@@ -78,5 +92,9 @@ class ExprClipDataset(Dataset):
             aug = np.random.default_rng([self.seed, self.epoch, i])
         crops, lms = self.transform(d["crops"], d["landmarks"], aug)
         t = len(idx)
-        return make_item(crops, lms, np.full((t, len(self.aus)), -1, np.int64), int(self._labels[i]),
-                         detected=d["detected"], index=i)
+        au = np.full((t, len(self.aus)), -1, np.int64)
+        if self._au_cols is not None:
+            from aufer.store.au_labels import pseudo_labels  # noqa: PLC0415
+
+            au = pseudo_labels(self.store, str(self._clips[i]), idx, self._au_cols, self.au_labels, self._au_threshold)
+        return make_item(crops, lms, au, int(self._labels[i]), detected=d["detected"], index=i)

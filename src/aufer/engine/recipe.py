@@ -55,6 +55,7 @@ class DataSource:
     batch_size: int = 8
     eval_batch_size: Optional[int] = None  #: default: batch_size
     aus: Optional[list[int]] = None       #: output AU columns (default: the store's); others are masked (−1)
+    au_pseudo: Literal["none", "frames", "clip_mean", "clip_count"] = "none"  #: expr: `aufer label-aus` AU labels
     transform: dict[str, Any] = field(default_factory=dict)  #: :class:`aufer.datasets.transforms.ClipTransform` fields
 
 
