@@ -265,3 +265,14 @@ def test_tsp_and_dpm_ablations():
 
     with pytest.raises(ValueError, match="full model"):
         official_key_map(no_dpm)
+
+
+def test_load_model_reads_a_training_run_folder(tmp_path):
+    from aufer.models.io import save_model
+
+    m = tiny_ssm().eval()
+    save_model(m, tmp_path / "run" / "best")
+    got = load_model(tmp_path / "run")  # `aufer predict --model runs/x/fold-1-1` and `aufer label-aus --model`
+    assert got.config == m.config
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_model(tmp_path)

@@ -109,8 +109,8 @@ def load_model(path: str | Path | None = None) -> torch.nn.Module:
     ``create_model(**json["model"], checkpoint_path=<weights>)``.
 
     Args:
-        path: the ``.safetensors`` file, its ``.json``, their common base path, or a run folder holding
-            ``model.safetensors``; None = aufer's shipped default model (:func:`default_model_path`).
+        path: the ``.safetensors`` file, its ``.json``, their common base path, a model folder holding
+            ``model.safetensors``, or a training run folder (its selected ``best.safetensors``); None = aufer's shipped default model (:func:`default_model_path`).
 
     Raises:
         FileNotFoundError: with what was looked for, if the checkpoint is missing.
@@ -119,8 +119,9 @@ def load_model(path: str | Path | None = None) -> torch.nn.Module:
         aufer.models.UnknownModelError: if the JSON names a model that is not registered.
     """
     path = default_model_path() if path is None else Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
+    if path.is_dir():  # an exported model folder, or a training run (its selected checkpoint)
+        path = path / ("best.safetensors" if not (path / "model.safetensors").is_file()
+                       and (path / "best.safetensors").is_file() else "model.safetensors")
     base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
     weights, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
     if not weights.is_file() or not meta.is_file():
