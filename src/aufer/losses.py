@@ -96,6 +96,7 @@ class LossContext:
     epoch: int = 0
     state: dict = field(default_factory=dict)
     au_weight: torch.Tensor | None = None
+    loss_params: torch.nn.Module | None = None
 
 
 def joint_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, expr_batch: dict | None, *,
@@ -142,3 +143,7 @@ LOSSES.update(LOSSES_SSM)
 from aufer.losses_au_dfer import LOSSES_AU_DFER  # noqa: E402
 
 LOSSES.update(LOSSES_AU_DFER)
+
+from aufer.losses_mtl import LOSSES_MTL  # noqa: E402
+
+LOSSES.update(LOSSES_MTL)

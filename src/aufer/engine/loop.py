@@ -76,6 +76,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
                 m.eval()
     total = n_steps if n_steps is not None else start_step + len(loader)  # type: ignore[arg-type]
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     n = 0
     done = start_step
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -113,10 +114,11 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
         logs = {k: float(v.detach().float().cpu()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + v
+            counts[k] = counts.get(k, 0) + 1
         n += 1
         if on_step is not None:
             on_step(done, logs)
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    return {k: v / counts[k] for k, v in sums.items()}
 
 
 def _probabilities(model, crops, landmarks, flip: bool):

@@ -39,6 +39,7 @@ from aufer.engine.state import load_latest, save_state, set_rng_state
 from aufer.engine.steps import STEPS, StepContext
 from aufer.engine.tables import au_frame_table, expr_clip_table, write_table
 from aufer.losses import LOSSES, LossContext
+from aufer.losses_mtl import attach_loss_params
 
 __all__ = ["TrainingError", "fit", "evaluate_run", "selection_label", "is_finished"]
 
@@ -179,6 +180,9 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     if steps_per_epoch == 0:
         raise RecipeError("the training data give no full batch; lower data.*.batch_size")
     optimizer = B.build_optimizer(core, recipe.optim)
+    loss_args = dict(recipe.train.loss_args)
+    base_loss = _named(LOSSES, recipe.train.loss, "train.loss: unknown loss")
+    loss_params = attach_loss_params(base_loss, loss_args, optimizer, info.device)  # before the scheduler
     optim_steps = -(-steps_per_epoch // recipe.train.accumulate)
     scheduler = B.build_scheduler(optimizer, recipe.schedule, recipe.train.epochs, optim_steps)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
@@ -188,17 +192,17 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
 
         ema = AveragedModel(core, multi_avg_fn=get_ema_multi_avg_fn(recipe.train.ema), use_buffers=True)
     eval_model = ema.module if (ema is not None and recipe.train.ema_eval) else core
-    loss_args = dict(recipe.train.loss_args)
-    base_loss = _named(LOSSES, recipe.train.loss, "train.loss: unknown loss")
     step_fn = _named(STEPS, recipe.train.step, "train.step: unknown step")
     cw = None
-    if loss_args.get("class_weights") or getattr(base_loss, "uses_class_weights", False):
+    if loss_args.get("class_weights") or getattr(base_loss, "uses_class_weights", False) \
+            or getattr(step_fn, "uses_class_weights", False):
         try:
             cw = B.class_weights(data.au, data.aus)
         except ValueError as e:
             raise RecipeError(f"AU class weights of the training fold: {e}") from None
     ctx = StepContext(device=info.device, loss=LossContext(au_weight=torch.as_tensor(cw, dtype=torch.float32,
-                      device=info.device) if cw is not None else None), optimizer=optimizer, args=dict(recipe.train.step_args))
+                      device=info.device) if cw is not None else None, loss_params=loss_params), optimizer=optimizer,
+                      args=dict(recipe.train.step_args))
 
     def loss_fn(*a, **k):
         return base_loss(*a, **k, **loss_args)
@@ -214,6 +218,9 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         ctx.loss.state = state.get("loss_state") or {}
+        ctx.state = state.get("step_state") or {}
+        if loss_params is not None:
+            loss_params.load_state_dict(state["loss_params"])
         set_rng_state(state["rng"])
         meta = {k: state["meta"][k] for k in ("epoch", "step", "global_step", "best", "history")}
     runlog = RunLog(run_dir, active=info.is_main, console=console, progress=progress)
@@ -233,7 +240,9 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     def save(epoch: int, step: int) -> None:
         if info.is_main:
             save_state(run_dir / "state", model=core, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                       ema=ema, meta={**meta, "epoch": epoch, "step": step}, extra={"loss_state": ctx.loss.state})
+                       ema=ema, meta={**meta, "epoch": epoch, "step": step},
+                       extra={"loss_state": ctx.loss.state, "step_state": ctx.state,
+                              **({"loss_params": loss_params.state_dict()} if loss_params is not None else {})})
 
     label = selection_label(recipe.select.mode)
     try:

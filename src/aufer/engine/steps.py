@@ -101,3 +101,7 @@ STEPS: dict[str, Callable[..., dict[str, torch.Tensor]]] = {"joint": joint_step,
 from aufer.losses_ssm import STEPS_SSM  # noqa: E402
 
 STEPS.update(STEPS_SSM)
+
+from aufer.mal import STEPS_MAL  # noqa: E402
+
+STEPS.update(STEPS_MAL)
