@@ -319,13 +319,7 @@ def test_recipe_key_reaches_the_expression_datasets(store):
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
-def _one_line_error(r, *fragments):
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert r.exit_code == 2, (r.exit_code, r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr + r.stdout
-    assert len(lines) == 1 and lines[0].startswith("error:"), lines
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
+from test_bad_inputs import one_line_error as _one_line_error  # noqa: E402  (the shared CLI error check)
 
 
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
