@@ -103,7 +103,8 @@ def au_dfer_matrices(dataset: str = "DFEW", host: str = "m3dfel", rows: str = "m
             matrix (low weights on an emotion's own AUs, AU28/AU45 constant 1.7469; semantics unclear), M3DFEL_AU
             and MAE-DFER_AU reuse the DFEW matrix. DFEW: the same matrix for every host (``rows`` decides).
         rows: the DFEW matrix's row assignment (methods.md §4.3 "Row-assignment discrepancy"): ``majority``
-            (M3DFEL_AU, MAE-DFER_AU; surprise row with the largest AU1/AU2/AU5) or ``former_dfer``
+            (M3DFEL_AU, MAE-DFER_AU; the surprise row has the largest AU2 and AU5, fear the largest AU1, AU20
+            and AU26) or ``former_dfer``
             (Former-DFER_AU/main_DFEW.py: the rows of sadness, neutral, surprise and fear are those the majority
             gives neutral, surprise, fear and sadness). No effect on the Former-DFER FERV39K matrix, which has
             one released assignment. The pos_weight rows are keyed by true emotion in every code base.
