@@ -35,6 +35,8 @@ from importlib import resources
 import torch
 from torch import nn
 
+from aufer import vocab
+
 __all__ = ["CLIP_SOS", "CLIP_EOT", "clip_tokenizer", "clip_tokenize", "ssm_texts", "PromptLearner",
            "clip_prompt_learner", "ClipTextEncoder", "minilm_tokenizer", "minilm_tokenize", "MiniLMPromptLearner",
            "MiniLMTextEncoder"]
@@ -135,14 +137,17 @@ def ssm_texts(au_dataset: str, n_emotions: int) -> tuple[list[str], list[str]]:
     25 26), case-insensitive. ``n_emotions``: 7 (DFEW / FERV39K: happiness sadness neutral anger surprise disgust
     fear; the texts differ per AU dataset) or 11 (MAFW: + contempt anxiety helplessness disappointment; the same for
     both AU datasets). Each emotion text starts with its class name ("happiness, cheek raiser, ..."). Verbatim from
-    ``ssm/semantics.py`` @ 978d79a (``aufer/data/ssm_texts.json``). Returns fresh lists.
+    ``ssm/semantics.py`` @ 978d79a (AU texts: ``aufer/data/ssm_texts.json``; emotion texts:
+    :func:`aufer.vocab.ssm_descriptions`). Returns fresh lists.
     """
     table = _texts_table()
     au = str(au_dataset).lower()
-    if au not in table["au_descriptions"] or str(n_emotions) not in table["emotion_descriptions"][au]:
+    key = {7: f"{au.upper()}_7", 11: "MAFW_11"}.get(n_emotions) if n_emotions in (7, 11) else None
+    if au not in table["au_descriptions"] or key is None:
         raise ValueError(f"no SSM texts for AU dataset {au_dataset!r} with {n_emotions} emotions; known: AU datasets "
                          f"{sorted(table['au_descriptions'])} with 7 or 11 emotions")
-    return list(table["emotion_descriptions"][au][str(n_emotions)]), list(table["au_descriptions"][au])
+    # the emotion descriptions live with SSM's prior in reference/facs_priors.json (one copy in the package)
+    return list(vocab.ssm_descriptions(key)), list(table["au_descriptions"][au])
 
 
 # --------------------------------------------------------------------------------------------- prompt learners
