@@ -354,12 +354,13 @@ def table(
     experiments: list[Path] = typer.Argument(..., help="experiment folders (each with summary.json)"),
     published: Optional[Path] = typer.Option(None, help="YAML of published numbers: method -> {column: %, source: ...}"),
     output: Optional[Path] = typer.Option(None, "--out", help="also write the table (.md or .csv)"),
+    std: bool = typer.Option(False, "--std", help="cells read mean ± std (over folds or seeds)"),
 ):
     """Several experiments side by side (rows = methods, columns = AUs and metrics, in %)."""
     def run():
         from aufer.engine.experiment import compare, load_published  # noqa: PLC0415
 
-        tab, md = compare(experiments, load_published(published) if published else None)
+        tab, md = compare(experiments, load_published(published) if published else None, std=std)
         typer.echo(md)
         if output is not None:
             if output.suffix == ".csv":

@@ -75,7 +75,8 @@ def _au_labels(batch: dict) -> torch.Tensor:
 
 def ssm_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, expr_batch: dict | None, *,
              ctx: LossContext, epochs: int = 30, momentum: float = 0.95,
-             weights: Sequence[float] = (1.0, 2.0, 1.0, 1.0), eps: float = 1e-8) -> dict[str, torch.Tensor]:
+             weights: Sequence[float] = (1.0, 2.0, 1.0, 1.0), eps: float = 1e-8,
+             au_dfer: dict | None = None) -> dict[str, torch.Tensor]:
     """The SSM recipe loss (an entry of :data:`aufer.losses.LOSSES`, name ``"ssm"``).
 
     Args:
@@ -92,10 +93,14 @@ def ssm_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, 
         momentum: μ of the moving averages (official 0.95).
         weights: (w1, w2, w3, w4) (official 1, 2, 1, 1).
         eps: ε added to the moving average in the divisor (official 1e-8).
+        au_dfer: AU-DFER on SSM's expression branch (an aufer combination, in neither paper): keyword arguments
+            of :func:`aufer.losses_au_dfer.au_dfer_loss` (e.g. ``{ratio: 0.25, model_aus: [...], label_aus:
+            [...]}``); L1 becomes ``(1 − r) · CE + r · L_AU`` of the expression clips' AU logits ``out_expr["au"]``
+            against their AU pseudo-labels (``data.expr.au_pseudo``), normalised by its moving average as L1 is.
 
     Returns:
-        ``{"loss", "loss_l1", "loss_l2", "loss_l3", "loss_l4", "ramp"}``: ``loss`` with its graph; the raw
-        (un-normalised) L_i and a(e) detached (an absent term logs 0).
+        ``{"loss", "loss_l1", "loss_l2", "loss_l3", "loss_l4", "ramp"}`` (+ ``"loss_au_dfer"`` with ``au_dfer``):
+        ``loss`` with its graph; the raw (un-normalised) L_i and a(e) detached (an absent term logs 0).
 
     Raises:
         ValueError: neither output given.
@@ -105,12 +110,19 @@ def ssm_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, 
     if out_au is None and out_expr is None:
         raise ValueError("ssm_loss needs the outputs on an AU batch, an expression batch, or both")
     terms: list[tuple[torch.Tensor, bool] | None] = [None] * 4  # (L_i, present) per term; None = no output
+    extra: dict[str, torch.Tensor] = {}
     if out_expr is not None:
         if expr_batch is None:
             raise ValueError("ssm_loss: out_expr given without expr_batch")
         y_e = expr_batch["expr"]
         present = bool((y_e >= 0).any())
         terms[0] = (masked_ce(out_expr["expr"].float(), y_e), present)
+        if au_dfer is not None:
+            from aufer.losses_au_dfer import au_dfer_loss  # noqa: PLC0415
+
+            d = au_dfer_loss(None, out_expr, None, expr_batch, ctx=ctx, **dict(au_dfer))
+            terms[0] = (d["loss"], present)
+            extra = {"loss_au_dfer": d["loss_au_dfer"]}
         if "expr_sim" in out_expr:  # absent for the TSP ablation (tsp=False): no prototype terms
             terms[2] = (masked_ce(out_expr["expr_sim"].float(), y_e), present)
     if out_au is not None:
@@ -157,7 +169,7 @@ def ssm_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None, 
     device = total.device
     zero = torch.zeros((), device=device)
     return {"loss": total / 3.0, **{f"loss_l{i}": logs.get(f"loss_l{i}", zero) for i in range(1, 5)},
-            "ramp": torch.tensor(a, device=device)}
+            "ramp": torch.tensor(a, device=device), **extra}
 
 
 ssm_loss.uses_class_weights = False  # type: ignore[attr-defined]  (SSM weights no AU)

@@ -28,7 +28,9 @@ class ExprClipDataset(Dataset):
     Args:
         store: the face store holding the clips.
         records: the clips (one row each).
-        num_segments: frames per clip ``T``.
+        num_segments: TSN segments per clip; ``T = num_segments · segment_frames``.
+        segment_frames: consecutive frames per segment (1; Former-DFER: 2), see
+            :func:`~aufer.datasets.sampling.tsn_indices`.
         train: random TSN offsets and augmentation, or segment centres and the evaluation transform.
         aus: the AU columns of the ``au`` labels, to batch with AU windows of that vocabulary.
         au_labels: the ``au`` labels: ``"none"`` (all −1), or the AU pseudo-labels written by ``aufer label-aus``
@@ -51,7 +53,7 @@ class ExprClipDataset(Dataset):
 
     def __init__(self, store: FaceStore, records: ClipRecords, num_segments: int = 16, train: bool = False,
                  aus=(), out_size: int | None = None, augment: bool | None = None, seed: int = 0,
-                 transform: ClipTransform | None = None, au_labels: str = "none"):
+                 transform: ClipTransform | None = None, au_labels: str = "none", segment_frames: int = 1):
         seqs = store.sequences().set_index("key")
         missing = [c for c in records.table["clip"] if c not in seqs.index or seqs.at[c, "stored"] == 0]
         if missing:
@@ -59,6 +61,7 @@ class ExprClipDataset(Dataset):
                            "run or finish `aufer prepare`")
         self.store, self.records, self.num_segments, self.train = store, records, int(num_segments), bool(train)
         self.aus = tuple(aus)
+        self.segment_frames = int(segment_frames)
         self.transform = resolve_transform(transform, out_size)
         self.out_size = self.transform.output_size(store.crop_size)
         self.augment = self.train if augment is None else bool(augment)
@@ -85,7 +88,8 @@ class ExprClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> Item:
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-        idx = tsn_indices(int(self._lengths[i]), self.num_segments, train=self.train, rng=rng)
+        idx = tsn_indices(int(self._lengths[i]), self.num_segments, train=self.train, rng=rng,
+                          segment_frames=self.segment_frames)
         d = self.store.read(self._clips[i], idx)
         aug = rng if self.augment else None
         if aug is None and self.augment:  # augment without train: offsets at centres, augmentation still drawn

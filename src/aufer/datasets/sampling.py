@@ -116,7 +116,7 @@ def au_windows(table: pd.DataFrame, length: int = 16, train: bool = True,
 
 
 def tsn_indices(n_frames: int, num_segments: int = 16, train: bool = False,
-                rng: np.random.Generator | int | None = None) -> np.ndarray:
+                rng: np.random.Generator | int | None = None, segment_frames: int = 1) -> np.ndarray:
     """TSN segment sampling of one frame per segment (methods.md §1.3).
 
     ``[0, n_frames)`` is split into ``num_segments`` equal (real-valued) segments
@@ -131,18 +131,26 @@ def tsn_indices(n_frames: int, num_segments: int = 16, train: bool = False,
       ``0, …, 0, 1, …, 1, …, n−1``: every frame in order, each repeated ``floor(S/n)`` or ``ceil(S/n)`` times
       (the reference code instead pads ``0..n−1`` with the last frame).
 
+    ``segment_frames`` d > 1 (Former-DFER's "8 segments × 2 frames", ``dataloader/dataset_DFEW.py``
+    ``duration``): the segments split the ``n − d + 1`` possible start frames, one start per segment is chosen as
+    above, and the d consecutive frames from each start are taken (clamped to the last frame when the clip is
+    shorter than d), giving ``num_segments · d`` indices.
+
     Returns:
-        ``(num_segments,)`` int64, non-decreasing, in ``[0, n_frames)``.
+        ``(num_segments · segment_frames,)`` int64, non-decreasing, in ``[0, n_frames)``.
 
     Raises:
-        ValueError: ``n_frames < 1`` or ``num_segments < 1``.
+        ValueError: ``n_frames < 1``, ``num_segments < 1`` or ``segment_frames < 1``.
     """
-    n, s = int(n_frames), int(num_segments)
+    n, s, d = int(n_frames), int(num_segments), int(segment_frames)
     if n < 1:
         raise ValueError(f"a clip needs at least one frame, got n_frames={n_frames}")
     if s < 1:
         raise ValueError(f"num_segments must be at least 1, not {num_segments}")
+    if d < 1:
+        raise ValueError(f"segment_frames must be at least 1, not {segment_frames}")
+    m = max(n - d + 1, 1)  # possible start frames
     k = np.arange(s, dtype=np.float64)
-    u = np.random.default_rng(rng).random(s) if train and n >= s else np.full(s, 0.5)
-    idx = np.floor((k + u) * n / s).astype(np.int64)
-    return np.clip(idx, 0, n - 1)
+    u = np.random.default_rng(rng).random(s) if train and m >= s else np.full(s, 0.5)
+    start = np.clip(np.floor((k + u) * m / s).astype(np.int64), 0, m - 1)
+    return np.clip((start[:, None] + np.arange(d)[None, :]).reshape(-1), 0, n - 1)

@@ -189,6 +189,7 @@ def _datasets(task: str, src: DataSource, store, records, split, aus, seed: int)
                                        seed=seed, per_sequence=src.per_sequence if train else None))
         else:
             out.append(ExprClipDataset(store, recs, num_segments=src.num_segments, train=train, aus=aus,
+                                       segment_frames=src.segment_frames,
                                        transform=tf, seed=seed + 1, au_labels=src.au_pseudo))
     return out
 

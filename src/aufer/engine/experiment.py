@@ -77,12 +77,15 @@ def _fmt(mean: float, std: float, pct: bool = True) -> str:
     return f"{k * mean:.1f} ± {k * std:.1f}" if np.isfinite(std) else f"{k * mean:.1f}"
 
 
-def summarise_experiment(out_dir: str | Path, recipe: Recipe | None = None) -> dict:
+def summarise_experiment(out_dir: str | Path, recipe: Recipe | None = None, unit: str = "fold") -> dict:
     """Collect ``<out>/*/metrics.json`` into the paper-style table and write ``summary.{md,csv,json}``.
 
     Rows: one per fold, then ``mean`` and ``std`` (sample standard deviation over folds, ddof = 1; blank with
-    one fold). Columns: per-AU F1, mean F1, AU AUC, UAR, WAR. Values in the files are fractions (0–1); the
-    Markdown shows percentages.
+    one fold). Columns: per-AU F1, mean F1, AU AUC, UAR, WAR, and, where a run folder has a ``real_photos.json``
+    (:func:`aufer.demo.real_photo_metrics`, written by ``benchmarks/compare_methods.py``), ``real_hvn`` (happy vs
+    neutral accuracy) and ``real_au12`` (AU12 pair share) on real photos. Values in the files are fractions
+    (0–1); the Markdown shows percentages. ``unit``: what the subfolders are (``fold``; ``seed`` for runs of
+    one recipe over seeds), used in the labels.
 
     Raises:
         RecipeError: no finished fold under ``out_dir``.
@@ -106,6 +109,11 @@ def summarise_experiment(out_dir: str | Path, recipe: Recipe | None = None) -> d
         for k in ("uar", "war"):
             if k in ex:
                 row[k] = ex[k]
+        real = r / "real_photos.json"
+        if real.is_file():
+            rp = json.loads(real.read_text())
+            row["real_hvn"] = rp.get("happy_vs_neutral_accuracy")
+            row["real_au12"] = rp.get("au12_smile_gt_neutral")
         rows.append(row)
         data = m.get("data", data)
     df = pd.DataFrame(rows).set_index("fold")
@@ -116,14 +124,14 @@ def summarise_experiment(out_dir: str | Path, recipe: Recipe | None = None) -> d
     label = " / ".join(sorted(labels))
     meta = {"recipe": name, "commit": git_commit(), "selection": label, "folds": list(df.index),
             "data": {k: {"dataset": v.get("dataset"), "store": v.get("store")} for k, v in data.items()},
-            "f1_threshold": 0.5, "std": "sample standard deviation over folds (ddof = 1)"}
+            "f1_threshold": 0.5, "unit": unit, "std_note": f"sample standard deviation over {unit}s (ddof = 1)"}
     summary = {**meta, "per_fold": json.loads(num.to_json(orient="index")),
                "mean": json.loads(stats.loc["mean"].to_json()), "std": json.loads(stats.loc["std"].to_json())}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     table.to_csv(out_dir / "summary.csv", index_label="fold")
     lines = [f"# {name}", "", f"- commit: {meta['commit']}", f"- selection: **{label}**",
              "- data: " + "; ".join(f"{k}: {v['dataset']} ({v['store']})" for k, v in meta["data"].items()),
-             f"- folds: {', '.join(meta['folds'])}; F1 at threshold 0.5; ± = {meta['std']}", "",
+             f"- {unit}s: {', '.join(meta['folds'])}; F1 at threshold 0.5; ± = {meta['std_note']}", "",
              _markdown(table)]
     if "test-selected" in label:
         lines.insert(2, "> **test-selected**: epochs chosen on the test split, as the reference code does; "
@@ -163,9 +171,12 @@ def load_published(path: str | Path) -> dict[str, dict[str, float]]:
     return d
 
 
-def compare(experiments: Sequence[str | Path], published: dict | None = None) -> tuple[pd.DataFrame, str]:
+def compare(experiments: Sequence[str | Path], published: dict | None = None, std: bool = False
+            ) -> tuple[pd.DataFrame, str]:
     """Several experiments side by side: rows = experiments (their recipe names, with the selection label),
-    columns = per-AU F1 and the metrics, in percent (mean over folds), plus rows of published numbers.
+    columns = per-AU F1 and the metrics, in percent (mean over folds or seeds), plus rows of published numbers.
+    With ``std`` the Markdown cells of experiments read ``mean ± std`` (the summaries' sample std; the table
+    keeps the means).
 
     Returns:
         ``(table, markdown)``.
@@ -173,22 +184,27 @@ def compare(experiments: Sequence[str | Path], published: dict | None = None) ->
     Raises:
         RecipeError: a folder without ``summary.json`` (run ``aufer experiment`` first).
     """
-    rows = {}
+    rows, stds = {}, {}
     for e in experiments:
         p = Path(e) / "summary.json"
         if not p.is_file():
             raise RecipeError(f"{e}: no summary.json; run `aufer experiment RECIPE --out {e}` first")
         s = json.loads(p.read_text())
-        label = f"{s['recipe']} [{s['selection']}; {len(s['folds'])} folds]"
+        label = f"{s['recipe']} [{s['selection']}; {len(s['folds'])} {s.get('unit', 'fold')}s]"
         rows[label] = {k: (100 * v if v is not None else np.nan) for k, v in s["mean"].items()}
+        stds[label] = {k: (100 * v if v is not None else np.nan) for k, v in s.get("std", {}).items()}
     for name, vals in (published or {}).items():
         src = vals.get("source", "")
         rows[f"{name} (published{'; ' + src if src else ''})"] = {k: float(v) for k, v in vals.items() if k != "source"}
     table = pd.DataFrame.from_dict(rows, orient="index")
     au_cols = sorted([c for c in table.columns if c.startswith("AU") and c[2:].isdigit()], key=lambda c: int(c[2:]))
-    rest = [c for c in ("au_f1_mean", "au_auc_mean", "uar", "war") if c in table.columns]
+    rest = [c for c in ("au_f1_mean", "au_auc_mean", "uar", "war", "real_hvn", "real_au12") if c in table.columns]
     table = table[au_cols + rest]
     md = ["| method | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
     for idx, row in table.iterrows():
-        md.append(f"| {idx} | " + " | ".join("" if not np.isfinite(v) else f"{v:.1f}" for v in row.to_numpy(float)) + " |")
+        cells = []
+        for c, v in zip(table.columns, row.to_numpy(float)):
+            sd = stds.get(idx, {}).get(c, np.nan) if std else np.nan
+            cells.append("" if not np.isfinite(v) else f"{v:.1f} ± {sd:.1f}" if np.isfinite(sd) else f"{v:.1f}")
+        md.append(f"| {idx} | " + " | ".join(cells) + " |")
     return table, "\n".join(md)

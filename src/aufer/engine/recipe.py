@@ -51,7 +51,8 @@ class DataSource:
     clip_len: int = 16                    #: AU: frames per window (T)
     eval_clip_len: Optional[int] = None   #: AU evaluation windows (default: clip_len)
     per_sequence: Optional[int] = None    #: AU training: windows per sequence and epoch (MDHR: 1); null = all
-    num_segments: int = 16                #: expression: TSN segments = frames per clip
+    num_segments: int = 16                #: expression: TSN segments (frames per clip = segments × segment_frames)
+    segment_frames: int = 1               #: expression: consecutive frames per segment (Former-DFER: 2)
     batch_size: int = 8
     eval_batch_size: Optional[int] = None  #: default: batch_size
     aus: Optional[list[int]] = None       #: output AU columns (default: the store's); others are masked (−1)

@@ -1,0 +1,211 @@
+"""Every aufer method side by side on the embedded data, at one encoder (ImageNet EfficientNet-Lite0), over seeds.
+
+Data (the demo's, ``aufer.demo.prepare_data`` with the packaged demo recipe, seed-0 identity split, cached):
+
+* AU: SYNTHETIC FACS-warp clips (16 frames) of the 40 Canada people for training, of the validation people for
+  selection, of the 34 held-out London people for test; DISFA's 8 AUs (1 2 4 6 9 12 25 26, all simulated by
+  FACS-warp). The AU motion is synthetic: AU F1 measures how well a model reads FACS-warp motion of unseen people,
+  not AU detection on real faces. F1 at threshold 0.5 over every frame of the test clips.
+* Expression: REAL neutral / smiling photos (London Set, CC BY 4.0) of the FE-train people plus SYNTHETIC
+  prototype expressions (stills: one-frame clips) for training; UAR / WAR over the held-out people's real photos
+  and synthetic stills; ``real_happy_vs_neutral`` (P(happiness) > P(neutral) is right) and ``real_au12_pairs``
+  (share of people whose P(AU12) is higher on their smiling photo) on the held-out people's REAL photos only.
+
+Runs (``--runs``), all on Lite0 at ``--size`` px for ``--epochs`` epochs, AdamW (3e-4 for the pretrained trunk,
+2e-3 for the rest, weight decay 1e-4), one-cycle per step, EMA 0.99, selection on validation people (mean of
+validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
+
+* ``joint`` — the joint baseline ``aufer_lite.lite0`` = naive joint (hard parameter sharing, BCE + CE);
+* ``joint-cw`` — the same with the AU BCE weighted by the training data's class weights (MDHR's and MAL's
+  AU losses are class-weighted: this row separates the weighting from the architecture);
+* ``au-only`` / ``expr-only`` — single-task: ``aufer_lite.lite0`` on one data source;
+* ``uncertainty`` — the joint model with uncertainty weighting (Kendall, Gal & Cipolla 2018; ``losses_mtl``);
+* ``mdhr`` — ``mdhr.disfa_lite0`` (AU only, 16-frame clips, MDHR loss);
+* ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
+* ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.mal``): the joint model with meta-learned FE sample
+  weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
+  cheap variant of ``benchmarks/mal_speed.py``); AU batch 16 split 8 / 8 into B_a / B_m; class-weighted AU BCE as
+  §5 specifies. l2rw: look-ahead η = 1 (``meta_lr``, constant) and c = ``--mal-scale`` (1): with these the mean FE
+  weight over the first epoch of seed 0 at 96 px was 0.032 ≈ 1/32 (the joint baseline's per-sample weight of its
+  mean CE over 32 stills), half of the weights 0 — measured on training batches, not tuned on validation;
+* ``au-dfer-joint`` — the joint model trained with the AU-DFER loss (r = 0.25, DFEW matrix, ``global``
+  pos_weight, majority rows) on the expression clips + BCE on the AU clips; the expression clips' AU labels are
+  pseudo-labels written by ``aufer label-aus`` with the same seed's ``au-only`` model into a copy of the
+  expression store, clip rule mean ≥ 0.5 (Former-DFER's);
+* ``former-dfer`` / ``former-dfer+au-dfer`` — AU-DFER's host ``former_dfer.lite0`` (Former-DFER's S-Former +
+  T-Former on Lite0 stages, aufer's Lite0 variant) on the expression data only, CE alone / with the AU-DFER loss
+  on the same pseudo-labels. No AU test figure: the host never sees AU clips. The stills are one-frame clips,
+  so the temporal transformer sees one token: the host is compared on what the embedded data have.
+
+Each run is ``OUT/<run>/seed<N>/`` (``metrics.json``, the prediction tables, ``real_photos.json``); every
+``OUT/<run>`` gets a ``summary.json`` over its seeds, so that
+
+    aufer table OUT/[!_]*/ --std
+
+prints the comparison (the script writes it to ``OUT/table.md`` too). Reruns resume (finished runs are read back). Usage:
+
+    python benchmarks/compare_methods.py --out DIR [--seeds 0 1 2] [--epochs 4] [--size 96] [--runs ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+DISFA_AUS = [1, 2, 4, 6, 9, 12, 25, 26]
+RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "ssm", "mal-l2rw", "mal-mwn",
+        "au-dfer-joint", "former-dfer", "former-dfer+au-dfer")
+NEEDS_PSEUDO = ("au-dfer-joint", "former-dfer+au-dfer")
+AU_DFER = {"ratio": 0.25, "posw": "global", "dataset": "DFEW", "host": "m3dfel", "rows": "majority",
+           "clip_rule": "mean", "model_aus": DISFA_AUS, "label_aus": DISFA_AUS}
+
+
+def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str | None, mal_scale: float, extra=()):
+    """The engine recipe of one run (see the module docstring)."""
+    from aufer.demo import demo_recipe
+    from aufer.engine.recipe import load
+
+    au = {"store": str(data.au_store), "split_file": str(data.au_split)}
+    expr = {"store": str(expr_store or data.expr_store), "split_file": str(data.expr_split)}
+    uses_au = name not in ("expr-only", "former-dfer", "former-dfer+au-dfer")
+    uses_expr = name not in ("au-only", "mdhr")
+    metric = "[au_f1_mean,uar]" if uses_au and uses_expr else "[au_f1_mean]" if uses_au else "[uar]"
+    sets = [f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={size}",
+            "optim.weight_decay=0.0001", f"select.metric={metric}"]
+    sets += ([f"data.au.aus={DISFA_AUS}"] if uses_au else []) + ([f"data.expr.aus={DISFA_AUS}"] if uses_expr else [])
+    loss, loss_args, step, step_args, groups = "joint", {"label_smoothing": 0.0}, None, {}, None
+    if name == "joint-cw":
+        loss_args = {"label_smoothing": 0.0, "class_weights": True}
+    elif name == "uncertainty":
+        loss, loss_args = "uncertainty", {"form": "common", "init": [0.0, 0.0], "weight_decay": 0.0}
+    elif name == "mdhr":
+        sets += ["model.name=mdhr.disfa_lite0", "data.au.clip_len=16", "data.au.eval_batch_size=8"]
+        loss, loss_args = "mdhr", {}
+    elif name == "ssm":
+        sets += ["model.name=ssm.disfa_lite0_minilm", "data.au.clip_len=8", "data.au.eval_batch_size=8"]
+        loss, loss_args, step = "ssm", {}, "ssm"
+        groups = "ssm"
+    elif name.startswith("mal-"):
+        sets += ["data.au.batch_size=16"]
+        step = "mal"
+        step_args = {"variant": name[4:], "meta_fraction": 0.5, "class_weights": True,
+                     "meta_params": ["landmark_encoder", "fuse", "au_head", "expr_head", "au_to_expr"],
+                     "scale": mal_scale if name == "mal-l2rw" else 1.0}
+        if name == "mal-l2rw":  # a constant look-ahead η: the weights do not follow the one-cycle schedule
+            step_args["meta_lr"] = 1.0
+        loss_args = {"label_smoothing": 0.0, "class_weights": True}
+    elif name == "au-dfer-joint":
+        sets += ["data.expr.au_pseudo=frames"]
+        loss, loss_args = "au_dfer", {**AU_DFER, "au_batch_weight": 1.0}
+    elif name.startswith("former-dfer"):
+        sets += ["model.name=former_dfer.lite0"]
+        if name == "former-dfer+au-dfer":
+            sets += ["data.expr.au_pseudo=frames"]
+            loss, loss_args = "au_dfer", dict(AU_DFER)
+        else:
+            loss_args = {"label_smoothing": 0.0}  # CE alone (the clips carry no AU label: the AU term is 0)
+    sets += [f"train.loss={loss}"] + ([f"train.step={step}"] if step else []) + list(extra)
+    r = load(demo_recipe(), sets, values={"data": {"au": au if uses_au else None, "expr": expr if uses_expr else None}})
+    train = dataclasses.replace(r.train, loss_args=loss_args, step_args=step_args)
+    optim = r.optim
+    if groups == "ssm":  # SSM's groups are visual / maps / heads; maps at 10× the base rate (ssm_study.py)
+        optim = dataclasses.replace(optim, groups={"visual": {"lr": r.optim.groups["backbone"]["lr"]},
+                                                   "maps": {"lr": 10 * r.optim.lr}})
+    elif name.startswith("former-dfer"):
+        optim = dataclasses.replace(optim, groups={"backbone": r.optim.groups["backbone"]})
+    return dataclasses.replace(r, train=train, optim=optim)
+
+
+def _pseudo_store(data, run_dir: Path, labeller: Path) -> Path:
+    """A copy of the expression store with the ``labeller`` model's per-frame AU probabilities (``aufer
+    label-aus``); made once per seed."""
+    from aufer.store.au_labels import label_store_with_model
+
+    path = run_dir / "expr_pseudo.sqlite"
+    done = run_dir / "expr_pseudo.json"
+    if done.exists():
+        return path
+    tmp = path.with_name(path.name + ".partial")
+    tmp.unlink(missing_ok=True)
+    src, dst = sqlite3.connect(data.expr_store), sqlite3.connect(tmp)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    tmp.replace(path)
+    info = label_store_with_model(path, labeller, device="cpu")
+    done.write_text(json.dumps({k: v for k, v in info.items() if isinstance(v, (int, float, str, list, bool))},
+                               indent=1))
+    return path
+
+
+def main() -> None:
+    from rich.console import Console
+
+    from aufer._runtime import tune_allocator
+    from aufer.demo import _eval_set  # noqa: PLC2701  (the demo's one-frame evaluation set of real photos)
+    from aufer.demo import demo_recipe, prepare_data, read_demo_recipe, real_photo_metrics
+    from aufer.demo.data import StageProgress
+    from aufer.engine.experiment import summarise_experiment
+    from aufer.engine.runner import fit
+    from aufer.models.io import load_model
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder of the runs; reruns resume")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--size", type=int, default=96, help="model input side (pixels)")
+    ap.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
+    ap.add_argument("--mal-scale", type=float, default=1.0, help="MAL l2rw: c in w = c · max(−g, 0)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides for every run")
+    args = ap.parse_args()
+    tune_allocator()
+    _, settings, data_seed = read_demo_recipe(demo_recipe())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with StageProgress(Console(quiet=True)) as steps:
+        data = prepare_data(settings, data_seed, steps, out / "_data")
+    real_test = _eval_set(data.expr_store, data.real_test)
+    for seed in args.seeds:
+        for name in args.runs:
+            run = out / name / f"seed{seed}"
+            t0 = time.perf_counter()
+            if not (run / "metrics.json").exists():
+                store = None
+                if name in NEEDS_PSEUDO:
+                    labeller = out / "au-only" / f"seed{seed}" / "best.safetensors"
+                    if not labeller.exists():
+                        raise SystemExit(f"{name}: run au-only for seed {seed} first (its model labels the AUs)")
+                    store = _pseudo_store(data, out / "au-only" / f"seed{seed}", labeller)
+                recipe = _recipe(name, data, args.size, args.epochs, seed, store, args.mal_scale, args.set)
+                fit(recipe, run, resume=run.exists(), progress=False)
+            res = json.loads((run / "metrics.json").read_text())
+            real_file = run / "real_photos.json"
+            if "expr" in res["test"] and not real_file.exists():
+                real = real_photo_metrics(load_model(run / "best.safetensors").eval(), real_test)
+                real_file.write_text(json.dumps(real, indent=1))
+            summarise_experiment(out / name, unit="seed")
+            test = res["test"]
+            figs = {"au_f1": test.get("au", {}).get("au_f1_mean"), "uar": test.get("expr", {}).get("uar"),
+                    "war": test.get("expr", {}).get("war")}
+            if real_file.exists():
+                real = json.loads(real_file.read_text())
+                figs |= {"real_hvn": real["happy_vs_neutral_accuracy"], "real_au12": real.get("au12_smile_gt_neutral")}
+            print(f"{name:20s} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in figs.items() if v is not None)
+                  + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    from aufer.engine.experiment import compare
+
+    _, md = compare([out / n for n in RUNS if (out / n / "summary.json").exists()], std=True)
+    note = (f"Lite0 at {args.size} px, {args.epochs} epochs, seeds {args.seeds}. AU F1: SYNTHETIC FACS-warp clips of "
+            "held-out people (DISFA's 8 AUs); UAR / WAR: held-out people's real photos + synthetic stills; real_hvn, "
+            "real_au12: held-out people's real photos only. Values in %, mean ± sample std over seeds.")
+    (out / "table.md").write_text(note + "\n\n" + md + "\n")
+    print("\n" + note + "\n" + md)
+
+
+if __name__ == "__main__":  # spawn-safe: synthetic data generation uses worker processes
+    main()
