@@ -301,6 +301,40 @@ def test_uncertainty_weighting_against_a_hand_computation():
                           torch.tensor([1 + math.log(2.0)]))
 
 
+def test_naive_joint_and_single_task_losses_against_a_hand_computation():
+    """The baselines without a loss of their own: naive joint = BCE + CE over the labels both batches carry;
+    single-task = the same loss with one batch (the other head gets no gradient); class weights per AU."""
+    import torch.nn.functional as F
+
+    from aufer.losses import joint_loss
+
+    g = torch.Generator().manual_seed(1)
+    out_au, out_e, au_b, e_b = _outs(g)
+    au_b["au"][0, 0, 1] = -1  # an unknown AU label is left out
+    known = au_b["au"] >= 0
+    bce = F.binary_cross_entropy_with_logits(out_au["au"][known], au_b["au"][known].float())
+    ce = F.cross_entropy(out_e["expr"], e_b["expr"])
+    res = joint_loss(out_au, out_e, au_b, e_b, ctx=LossContext())
+    assert float(res["loss"]) == pytest.approx(float(bce + ce), rel=1e-6)
+    assert float(res["loss_au"]) == pytest.approx(float(bce), rel=1e-6)
+    res = joint_loss(out_au, out_e, au_b, e_b, ctx=LossContext(), au_weight=2.0, expr_weight=0.5)
+    assert float(res["loss"]) == pytest.approx(float(2 * bce + 0.5 * ce), rel=1e-6)
+    au_only = joint_loss(out_au, None, au_b, None, ctx=LossContext())
+    assert float(au_only["loss"]) == pytest.approx(float(bce), rel=1e-6)
+    e = {k: v.clone().requires_grad_(True) for k, v in out_e.items()}
+    expr_only = joint_loss(None, e, None, e_b, ctx=LossContext())
+    assert float(expr_only["loss"]) == pytest.approx(float(ce), rel=1e-6)
+    expr_only["loss"].backward()
+    assert float(e["au"].grad.abs().sum()) == 0.0  # the AU head learns nothing from expression-only data
+    ctx = LossContext()
+    ctx.au_weight = torch.tensor([0.5, 1.5])
+    w = ctx.au_weight.expand_as(out_au["au"])[known]
+    hand = (w * F.binary_cross_entropy_with_logits(out_au["au"][known], au_b["au"][known].float(),
+                                                   reduction="none")).sum() / known.sum()
+    got = joint_loss(out_au, None, au_b, None, ctx=ctx, class_weights=True)["loss"]
+    assert float(got) == pytest.approx(float(hand), rel=1e-5)  # mean over the known labels of w_j · BCE
+
+
 def test_uncertainty_parameters_are_in_the_optimizer_and_survive_a_state_round_trip(tmp_path):
     from aufer.engine.state import load_state, save_state
 
