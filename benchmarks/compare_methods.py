@@ -11,7 +11,7 @@ Data (the demo's, ``aufer.demo.prepare_data`` with the packaged demo recipe, see
   and synthetic stills; ``real_happy_vs_neutral`` (P(happiness) > P(neutral) is right) and ``real_au12_pairs``
   (share of people whose P(AU12) is higher on their smiling photo) on the held-out people's REAL photos only.
 
-Runs (``--runs``), all on Lite0 at ``--size`` px for ``--epochs`` epochs, AdamW (3e-4 for the pretrained trunk,
+Runs (``--runs``), all on Lite0 at ``--size`` px (112) for ``--epochs`` epochs (6), AdamW (3e-4 for the pretrained trunk,
 2e-3 for the rest, weight decay 1e-4), one-cycle per step, EMA 0.99, selection on validation people (mean of
 validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
 
@@ -20,7 +20,8 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
   AU losses are class-weighted: this row separates the weighting from the architecture);
 * ``au-only`` / ``expr-only`` — single-task: ``aufer_lite.lite0`` on one data source;
 * ``uncertainty`` — the joint model with uncertainty weighting (Kendall, Gal & Cipolla 2018; ``losses_mtl``);
-* ``mdhr`` — ``mdhr.disfa_lite0`` (AU only, 16-frame clips, MDHR loss);
+* ``mdhr`` — ``mdhr.disfa_lite0`` (AU only, 16-frame clips, MDHR loss) at ``--mdhr-size`` px (128: MDHR's token
+  grids need a side divisible by 32, which 112 is not);
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
 * ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.mal``): the joint model with meta-learned FE sample
   weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
@@ -44,7 +45,11 @@ Each run is ``OUT/<run>/seed<N>/`` (``metrics.json``, the prediction tables, ``r
 
 prints the comparison (the script writes it to ``OUT/table.md`` too). Reruns resume (finished runs are read back). Usage:
 
-    python benchmarks/compare_methods.py --out DIR [--seeds 0 1 2] [--epochs 4] [--size 96] [--runs ...]
+    python benchmarks/compare_methods.py --out DIR [--seeds 0 1 2] [--epochs 6] [--size 112] [--runs ...]
+
+Two processes with different ``--seeds`` may share one ``--out`` (each run folder belongs to one seed); on 2 cores
+it does not pay: two processes at ``OMP_NUM_THREADS=1`` took 215 s for one ``au-only`` run that takes 99 s alone at
+2 threads.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ AU_DFER = {"ratio": 0.25, "posw": "global", "dataset": "DFEW", "host": "m3dfel",
            "clip_rule": "mean", "model_aus": DISFA_AUS, "label_aus": DISFA_AUS}
 
 
-def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str | None, mal_scale: float, extra=()):
+def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str | None, mal_scale: float, extra=(),
+            mdhr_size: int = 128):
     """The engine recipe of one run (see the module docstring)."""
     from aufer.demo import demo_recipe
     from aufer.engine.recipe import load
@@ -74,7 +80,8 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     uses_au = name not in ("expr-only", "former-dfer", "former-dfer+au-dfer")
     uses_expr = name not in ("au-only", "mdhr")
     metric = "[au_f1_mean,uar]" if uses_au and uses_expr else "[au_f1_mean]" if uses_au else "[uar]"
-    sets = [f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={size}",
+    side = mdhr_size if name == "mdhr" else size
+    sets = [f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={side}",
             "optim.weight_decay=0.0001", f"select.metric={metric}"]
     sets += ([f"data.au.aus={DISFA_AUS}"] if uses_au else []) + ([f"data.expr.aus={DISFA_AUS}"] if uses_expr else [])
     loss, loss_args, step, step_args, groups = "joint", {"label_smoothing": 0.0}, None, {}, None
@@ -157,8 +164,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder of the runs; reruns resume")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--size", type=int, default=96, help="model input side (pixels)")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--size", type=int, default=112, help="model input side (pixels)")
+    ap.add_argument("--mdhr-size", type=int, default=128, help="MDHR's input side (a multiple of 32, its token grids)")
     ap.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     ap.add_argument("--mal-scale", type=float, default=1.0, help="MAL l2rw: c in w = c · max(−g, 0)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides for every run")
@@ -181,7 +189,8 @@ def main() -> None:
                     if not labeller.exists():
                         raise SystemExit(f"{name}: run au-only for seed {seed} first (its model labels the AUs)")
                     store = _pseudo_store(data, out / "au-only" / f"seed{seed}", labeller)
-                recipe = _recipe(name, data, args.size, args.epochs, seed, store, args.mal_scale, args.set)
+                recipe = _recipe(name, data, args.size, args.epochs, seed, store, args.mal_scale, args.set,
+                                 args.mdhr_size)
                 fit(recipe, run, resume=run.exists(), progress=False)
             res = json.loads((run / "metrics.json").read_text())
             real_file = run / "real_photos.json"
