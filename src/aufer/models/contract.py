@@ -37,9 +37,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 __all__ = ["JointModel", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size",
-           "frame_window"]
+           "frame_window", "normalise_crops"]
 
 
 @runtime_checkable
@@ -66,6 +67,17 @@ class JointModel(Protocol):
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Named groups covering every trainable parameter exactly once."""
+
+
+def normalise_crops(crops: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The usual ``preprocess``: uint8 RGB crops ``(B, T, S, S, 3)`` → float ``(B, T, 3, size, size)``, scaled to
+    [0, 1], resized bilinearly with antialiasing when S ≠ ``size``, then ``(x − mean) / std`` (``mean``, ``std``
+    broadcastable to ``(N, 3, 1, 1)``)."""
+    b, t = crops.shape[:2]
+    x = crops.reshape(b * t, *crops.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return ((x - mean) / std).reshape(b, t, 3, size, size)
 
 
 def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:

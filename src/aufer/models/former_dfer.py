@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from aufer import vocab
 from aufer.models._registry import register_model
+from aufer.models.contract import normalise_crops
 
 __all__ = ["FormerDFER", "SFormerResNet18", "SFormerLite", "TFormer", "Transformer", "from_official_state_dict"]
 
@@ -255,13 +256,7 @@ class FormerDFER(nn.Module):
 
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 RGB ``(B, T, S, S, 3)`` → ``(B, T, 3, H, W)`` (resized with antialiasing when S ≠ H)."""
-        b, t = crops.shape[:2]
-        x = crops.reshape(b * t, *crops.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=True)
-        x = (x - self.mean) / self.std
-        return x.reshape(b, t, 3, self.input_size, self.input_size)
+        return normalise_crops(crops, self.input_size, self.mean, self.std)
 
     def forward_features(self, clips: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, 3, H, W)`` → the clip feature ``(B, 512)`` (landmarks are ignored)."""

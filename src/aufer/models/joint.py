@@ -160,13 +160,7 @@ class JointNet(nn.Module):
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 crops ``(B, T, S, S, 3)`` (RGB, as the face pipeline makes them) → normalised float
         ``(B, T, 3, input_size, input_size)``."""
-        b, t = crops.shape[:2]
-        x = crops.reshape(b * t, *crops.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-1] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=True)
-        x = (x - self.mean) / self.std
-        return x.reshape(b, t, 3, self.input_size, self.input_size)
+        return contract.normalise_crops(crops, self.input_size, self.mean, self.std)
 
     def _frame_features(self, x: torch.Tensor, landmarks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, t = x.shape[:2]

@@ -72,6 +72,7 @@ import torch.nn.functional as F
 
 from aufer import vocab
 from aufer.models._registry import lazy_exports, register_model
+from aufer.models.contract import normalise_crops
 from aufer.models.mdhr_hsr import (EDGE_MODES, REGION_SPECS, CrossRegionGAT, LinearBlock, LocalRelations,
                                    PerAUTemporalConv, SimilarityClassifier, activity_bits, edge_mask)
 
@@ -402,13 +403,7 @@ class MDHR(nn.Module):
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 RGB crops ``(B, T, S, S, 3)`` → normalised ``(B, T, 3, input_size, input_size)`` (resized with
         antialiasing when S differs, e.g. the 256 px aligned face → 224 as the official test transform)."""
-        b, t = crops.shape[:2]
-        x = crops.reshape(b * t, *crops.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=True)
-        x = (x - self.mean) / self.std
-        return x.reshape(b, t, 3, self.input_size, self.input_size)
+        return normalise_crops(crops, self.input_size, self.mean, self.std)
 
     def _run(self, x: torch.Tensor) -> dict[str, Any]:
         g, (h, w) = self.fused_tokens(x)

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from aufer import vocab
 from aufer.models._registry import lazy_exports, register_model
+from aufer.models.contract import normalise_crops
 from aufer.models.ssm_modules import (NEUTRAL, DynamicPriorMapping, MoEFFN, PairSmoother, TemporalTransformerAll,
                                       TemporalTransformerCls)
 
@@ -187,12 +188,7 @@ class SSM(nn.Module):
     def preprocess(self, crops: torch.Tensor) -> torch.Tensor:
         """uint8 RGB crops ``(B, T, S, S, 3)`` → normalised ``(B, T, 3, input_size, input_size)`` (bilinear
         resize with antialiasing when S differs)."""
-        b, t = crops.shape[:2]
-        x = crops.reshape(b * t, *crops.shape[2:]).permute(0, 3, 1, 2).float().div_(255.0)
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
-                              antialias=True)
-        return ((x - self.mean) / self.std).reshape(b, t, 3, self.input_size, self.input_size)
+        return normalise_crops(crops, self.input_size, self.mean, self.std)
 
     def prototypes(self) -> dict[str, torch.Tensor]:
         """TSP + DPM: ``{"t_e" (E, P), "t_a" (A, P)}`` after the cross-task mixing (L2-normalised), the raw
