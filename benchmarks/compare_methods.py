@@ -25,8 +25,11 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
 * ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.mal``): the joint model with meta-learned FE sample
   weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
-  cheap variant of ``benchmarks/mal_speed.py``); AU batch 16 split 8 / 8 into B_a / B_m; class-weighted AU BCE as
-  §5 specifies. l2rw: look-ahead η = 1 (``meta_lr``, constant) and c = ``--mal-scale`` (1): with these the mean FE
+  cheap variant of ``benchmarks/mal_speed.py``); AU batch 16 split 8 / 8 into B_a / B_m, so an epoch has half the
+  joint baseline's steps and trains on half its AU clips: MAL runs ``--mal-epochs`` epochs (default twice
+  ``--epochs``), the joint baseline's number of optimiser steps and of B_a clips; class-weighted AU BCE as §5
+  specifies. MWN: c = 1/32, so that the total FE weight starts near the joint baseline's (WNet's outputs start near
+  0.5; 32 stills per batch), chosen before any run, not tuned. l2rw: look-ahead η = 1 (``meta_lr``, constant) and c = ``--mal-scale`` (1): with these the mean FE
   weight over the first epoch of seed 0 at 96 px was 0.032 ≈ 1/32 (the joint baseline's per-sample weight of its
   mean CE over 32 stills), half of the weights 0 — measured on training batches, not tuned on validation;
 * ``au-dfer-joint`` — the joint model trained with the AU-DFER loss (r = 0.25, DFEW matrix, ``global``
@@ -70,7 +73,7 @@ AU_DFER = {"ratio": 0.25, "posw": "global", "dataset": "DFEW", "host": "m3dfel",
 
 
 def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str | None, mal_scale: float, extra=(),
-            mdhr_size: int = 128):
+            mdhr_size: int = 128, mal_epochs: int | None = None):
     """The engine recipe of one run (see the module docstring)."""
     from aufer.demo import demo_recipe
     from aufer.engine.recipe import load
@@ -81,6 +84,8 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     uses_expr = name not in ("au-only", "mdhr")
     metric = "[au_f1_mean,uar]" if uses_au and uses_expr else "[au_f1_mean]" if uses_au else "[uar]"
     side = mdhr_size if name == "mdhr" else size
+    if name.startswith("mal-"):
+        epochs = mal_epochs or 2 * epochs
     sets = [f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={side}",
             "optim.weight_decay=0.0001", f"select.metric={metric}"]
     sets += ([f"data.au.aus={DISFA_AUS}"] if uses_au else []) + ([f"data.expr.aus={DISFA_AUS}"] if uses_expr else [])
@@ -101,7 +106,7 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
         step = "mal"
         step_args = {"variant": name[4:], "meta_fraction": 0.5, "class_weights": True,
                      "meta_params": ["landmark_encoder", "fuse", "au_head", "expr_head", "au_to_expr"],
-                     "scale": mal_scale if name == "mal-l2rw" else 1.0}
+                     "scale": mal_scale if name == "mal-l2rw" else 1.0 / 32}
         if name == "mal-l2rw":  # a constant look-ahead η: the weights do not follow the one-cycle schedule
             step_args["meta_lr"] = 1.0
         loss_args = {"label_smoothing": 0.0, "class_weights": True}
@@ -169,6 +174,7 @@ def main() -> None:
     ap.add_argument("--mdhr-size", type=int, default=128, help="MDHR's input side (a multiple of 32, its token grids)")
     ap.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS))
     ap.add_argument("--mal-scale", type=float, default=1.0, help="MAL l2rw: c in w = c · max(−g, 0)")
+    ap.add_argument("--mal-epochs", type=int, default=None, help="MAL's epochs (default 2 × --epochs: equal steps)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides for every run")
     args = ap.parse_args()
     tune_allocator()
@@ -190,7 +196,7 @@ def main() -> None:
                         raise SystemExit(f"{name}: run au-only for seed {seed} first (its model labels the AUs)")
                     store = _pseudo_store(data, out / "au-only" / f"seed{seed}", labeller)
                 recipe = _recipe(name, data, args.size, args.epochs, seed, store, args.mal_scale, args.set,
-                                 args.mdhr_size)
+                                 args.mdhr_size, args.mal_epochs)
                 fit(recipe, run, resume=run.exists(), progress=False)
             res = json.loads((run / "metrics.json").read_text())
             real_file = run / "real_photos.json"
