@@ -85,3 +85,23 @@ def tiny_recipe(au: Path | None = None, expr: Path | None = None, **over) -> dic
     for k, v in over.items():
         r.setdefault(k, {}).update(v) if isinstance(v, dict) else r.__setitem__(k, v)
     return r
+
+
+def crash_copy(full: Path, part: Path) -> str:
+    """Copy a finished run ``full`` to ``part`` as it was after a crash in mid-epoch: only the first mid-epoch
+    resume state is kept (LATEST points at it) and the end-of-run files are removed (best.* stay: they are written
+    at the best epoch so far). Returns the kept state's name."""
+    import json
+    import shutil
+
+    meta = {p.name: json.loads((p / "meta.json").read_text()) for p in (full / "state").glob("step-*")}
+    mid = [n for n, m in meta.items() if m["step"] != 0]
+    assert mid, f"no mid-epoch state among {meta}"
+    shutil.copytree(full, part)
+    for p in (part / "state").glob("step-*"):
+        if p.name not in mid:
+            shutil.rmtree(p)
+    (part / "state" / "LATEST").write_text(mid[0] + "\n")
+    for name in ("metrics.json", "last.safetensors", "last.json"):
+        (part / name).unlink()
+    return mid[0]
