@@ -32,8 +32,8 @@ def _data(settings, seed: int, out: Path, console):
     neutral photos (evaluation only)."""
     from aufer import synth, vocab
     from aufer.bundled import bundled_faces
-    from aufer.demo import HAPPY, NEUTRAL
-    from aufer.demo.data import StageProgress, _bases, _cached, _concat_clips, _concat_frames, _detect_photos, _real_clips
+    from aufer.demo.data import (EXPR_CODEC, StageProgress, _bases, _cached, _concat_clips, _concat_frames,
+                                 _detect_photos, _real_clips, synth_excluded)
     from aufer.store import FaceStore
 
     df = bundled_faces()
@@ -54,11 +54,14 @@ def _data(settings, seed: int, out: Path, console):
     au_store = FaceStore(cache / "au.sqlite", "a", crop_size=settings.crop_size)
     au_store.save_records(_concat_frames([au.to_store(au_store, "au_canada", "au")]))
     au_store.close()
-    ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=settings.crop_size)
-    parts = [_real_clips(london, det, settings.crop_size).to_store(ex_store, "real_london", "expr"),
-             (ex if settings.fe_synth_real_classes else ex.subset(np.flatnonzero(~np.isin(ex.expr, [HAPPY, NEUTRAL]))))
-             .to_store(ex_store, "synth_london", "expr"),
+    ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=settings.crop_size, codec=EXPR_CODEC)
+    real = _real_clips(london, det, settings.crop_size)
+    drop = synth_excluded(settings)
+    parts = [real.to_store(ex_store, "real_london", "expr"),
+             (ex.subset(np.flatnonzero(~np.isin(ex.expr, drop))) if drop else ex).to_store(ex_store, "synth_london", "expr"),
              _real_clips(canada, det, settings.crop_size).to_store(ex_store, "real_canada", "expr")]
+    # extra.real_repeat: copies of the real London photos, used by training people only (as the demo's FE-train)
+    parts += [real.to_store(ex_store, f"real_london_copy{r}", "expr") for r in range(1, max(1, settings.real_repeat))]
     ex_store.save_records(_concat_clips(parts))
     ex_store.close()
     return cache / "au.sqlite", cache / "expr.sqlite", sorted(london.identity.unique()), sorted(canada.identity.unique())
@@ -113,10 +116,13 @@ def main():
         rest = [p for p in people if p not in test]
         val = set(np.random.default_rng([seed, k]).permutation(rest)[: args.val])
         train = set(rest) - val
-        def clips(who):
-            return table[table["subject"].isin(who) & ~table["clip"].str.startswith("real_canada/")]["clip"].tolist()
+        def clips(who, copies):
+            keep = table["subject"].isin(who) & ~table["clip"].str.startswith("real_canada/")
+            if not copies:
+                keep &= ~table["clip"].str.startswith("real_london_copy")
+            return table[keep]["clip"].tolist()
         split = out / f"split_expr_fold{k}.json"
-        split.write_text(json.dumps({"train": clips(train), "val": clips(val),
+        split.write_text(json.dumps({"train": clips(train, True), "val": clips(val, False),
                                      "test": real_lon[real_lon["subject"].isin(test)]["clip"].tolist() + can_clips}))
         au_split = out / "split_au.json"
         au_split.write_text(json.dumps({"train": canada, "val": [], "test": []}))

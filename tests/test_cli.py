@@ -49,6 +49,11 @@ def test_quick_demo_end_to_end(tmp_path):
     assert engine["test"]["au"]["au_f1_mean"] == t["au_synthetic"]["f1_mean"]
     assert engine["selection"]["label"] == "validation-selected" and m["selection"]["epoch"] == engine["selection"]["epoch"]
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2]
+    # the expression store is lossless (as `aufer predict`'s crops), the SYNTHETIC AU store JPEG
+    from aufer.store import FaceStore
+
+    (cache,) = (tmp_path / "cache" / "demo").iterdir()
+    assert FaceStore(cache / "expr.sqlite").codec == "png" and FaceStore(cache / "au.sqlite").codec == "jpeg"
     assert t["real_photos"]["n_photos"] == 12 and not t["flip_tta"]  # 6 test people × (neutral, smiling)
     split = json.loads((run / "split.json").read_text())
     groups = [set(v) for v in split.values()]
@@ -97,6 +102,8 @@ def test_demo_rejects_unknown_settings(tmp_path):
     r = _aufer("demo", "--set", "extra.epochz=3", "--out", str(tmp_path / "d"), cwd=tmp_path)
     assert r.returncode == 2 and "extra.epochz" in r.stderr and "Traceback" not in r.stderr
     assert "n_val_people" in r.stderr  # the valid keys are listed
+    r = _aufer("demo", "--set", "extra.fe_synth_exclude=[joy]", "--out", str(tmp_path / "d"), cwd=tmp_path)
+    assert r.returncode == 2 and "joy" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "unknown_model", "shapes", "bad_json"])

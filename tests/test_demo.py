@@ -60,3 +60,16 @@ def test_real_photo_metrics(tmp_path):
     # neutral logit is 0; happy logit > 0 iff brightness > 127.5: p0, p1 smiles right, all neutrals right, p2 smile wrong
     assert m["happy_vs_neutral_accuracy"] == pytest.approx(5 / 6)
     assert m["au12_smile_gt_neutral"] == pytest.approx(2 / 3) and m["n_people_paired"] == 3
+
+
+def test_synthetic_classes_left_out_of_fe_train():
+    from aufer import vocab
+    from aufer.demo.data import DemoSettings, synth_excluded
+
+    idx = vocab.EMOTIONS_7.index
+    assert synth_excluded(DemoSettings()) == []
+    assert synth_excluded(DemoSettings(fe_synth_exclude=["happiness"])) == [idx("happiness")]
+    assert synth_excluded(DemoSettings(fe_synth_real_classes=False, fe_synth_exclude=["fear"])) == sorted(
+        [idx("happiness"), idx("neutral"), idx("fear")])
+    with pytest.raises(ValueError, match="fe_synth_exclude.*not emotions"):
+        synth_excluded(DemoSettings(fe_synth_exclude=["joy"]))

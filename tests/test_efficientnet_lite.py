@@ -171,9 +171,42 @@ def test_lite_backbone_stage_features_and_frozen_stages():
     lm = torch.rand(2, 1, 478, 3) * 64
     m(m.preprocess(torch.randint(0, 255, (2, 1, 64, 64, 3), dtype=torch.uint8)), lm)["expr"].sum().backward()
     assert bb.net._blocks[0]._project_conv.weight.grad is None and bb.net._blocks[-1]._project_conv.weight.grad is not None
+    # "grid": the stride-8 and stride-16 maps pooled to 4 × 4 cells and the pooled stride-32 map
+    g = create_model("aufer_lite.lite0", pretrained=False, features="grid", input_size=64).backbone.eval()
+    g.load_state_dict(bb.state_dict())
+    with torch.no_grad():
+        fg, st = g(x), g.net.forward_stages(x)
+    assert g.out_dim == 16 * (40 + 112) + 320 and fg.shape == (2, g.out_dim)
+    torch.testing.assert_close(fg, torch.cat([F.adaptive_avg_pool2d(st[1], 4).flatten(1),
+                                              F.adaptive_avg_pool2d(st[2], 4).flatten(1), st[3].mean((2, 3))], 1))
     # the backbone group exists (its trainable part goes to the optimiser) whatever is frozen
     assert "backbone" in param_groups(create_model("aufer_lite.lite0", pretrained=False, freeze_stages=4))
     with pytest.raises(ValueError, match="features"):
         create_model("aufer_lite.lite0", pretrained=False, features="pyramid")
     with pytest.raises(ValueError, match="freeze_stages"):
         create_model("aufer_lite.lite0", pretrained=False, freeze_stages=5)
+
+
+def test_expression_side_fusion_of_its_own():
+    """``expr_fuse``: the expression logits do not read the AU side's fusion layer (no gradient reaches it from
+    the expression loss); ``expr_geometry=False``: they do not depend on the landmarks either."""
+    from aufer.models import create_model
+
+    torch.manual_seed(0)
+    crops = torch.randint(0, 255, (2, 1, 64, 64, 3), dtype=torch.uint8)
+    lm = torch.rand(2, 1, 478, 3) * 64
+    shared = create_model("aufer_lite.lite0", pretrained=False, input_size=64, au_to_expr=False).eval()
+    x = shared.preprocess(crops)
+    shared(x, lm)["expr"].sum().backward()
+    assert shared.fuse[0].weight.grad is not None and shared.expr_fuse is None
+    for geometry in (True, False):
+        m = create_model("aufer_lite.lite0", pretrained=False, input_size=64, au_to_expr=False, expr_fuse=True,
+                         expr_geometry=geometry).eval()
+        out = m(x, lm)
+        out["expr"].sum().backward()
+        assert m.fuse[0].weight.grad is None and m.expr_fuse[0].weight.grad is not None
+        assert out["au"].shape == (2, 1, len(m.aus)) and out["features"].shape == (2, 1, 256)
+        assert m.expr_fuse[0].in_features == m.backbone.out_dim + (128 if geometry else 0)
+        with torch.no_grad():
+            moved = m(x, torch.rand_like(lm) * 64)["expr"]
+        assert torch.allclose(moved, out["expr"].detach()) is (not geometry)

