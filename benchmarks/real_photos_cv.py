@@ -33,7 +33,7 @@ def _data(settings, seed: int, out: Path, console):
     from aufer import synth, vocab
     from aufer.bundled import bundled_faces
     from aufer.demo.data import (EXPR_CODEC, StageProgress, _bases, _cached, _concat_clips, _concat_frames,
-                                 _detect_photos, _real_clips, synth_excluded)
+                                 _detect_photos, _real_clips, without_excluded)
     from aufer.store import FaceStore
 
     df = bundled_faces()
@@ -56,9 +56,8 @@ def _data(settings, seed: int, out: Path, console):
     au_store.close()
     ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=settings.crop_size, codec=EXPR_CODEC)
     real = _real_clips(london, det, settings.crop_size)
-    drop = synth_excluded(settings)
     parts = [real.to_store(ex_store, "real_london", "expr"),
-             (ex.subset(np.flatnonzero(~np.isin(ex.expr, drop))) if drop else ex).to_store(ex_store, "synth_london", "expr"),
+             without_excluded(ex, settings).to_store(ex_store, "synth_london", "expr"),
              _real_clips(canada, det, settings.crop_size).to_store(ex_store, "real_canada", "expr")]
     # extra.real_repeat: copies of the real London photos, used by training people only (as the demo's FE-train)
     parts += [real.to_store(ex_store, f"real_london_copy{r}", "expr") for r in range(1, max(1, settings.real_repeat))]

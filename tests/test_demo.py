@@ -73,3 +73,13 @@ def test_synthetic_classes_left_out_of_fe_train():
         [idx("happiness"), idx("neutral"), idx("fear")])
     with pytest.raises(ValueError, match="fe_synth_exclude.*not emotions"):
         synth_excluded(DemoSettings(fe_synth_exclude=["joy"]))
+    from aufer.demo.data import without_excluded
+
+    n = 7
+    stills = ClipSet(np.zeros((n, 1, 8, 8, 3), np.uint8), np.zeros((n, 1, 478, 3), np.float32),
+                     np.full((n, 1, 2), -1, np.int8), np.full((n, 1, 2), np.nan, np.float32), np.arange(n),
+                     np.array(["london/001"] * n), np.full(n, "synthetic"), np.ones((n, 1), bool), (1, 12),
+                     vocab.EMOTIONS_7)
+    assert without_excluded(stills, DemoSettings()) is stills
+    kept = without_excluded(stills, DemoSettings(fe_synth_exclude=["happiness", "fear"]))
+    assert sorted(kept.expr) == sorted(set(range(n)) - {idx("happiness"), idx("fear")})

@@ -77,6 +77,12 @@ def synth_excluded(s: DemoSettings) -> list[int]:
     return sorted(vocab.EMOTIONS_7.index(e) for e in names)
 
 
+def without_excluded(stills: ClipSet, s: DemoSettings) -> ClipSet:
+    """The SYNTHETIC stills less those of the classes :func:`synth_excluded` names (``stills`` itself when none)."""
+    drop = synth_excluded(s)
+    return stills.subset(np.flatnonzero(~np.isin(stills.expr, drop))) if drop else stills
+
+
 def split_identities(identities_london: list[str], identities_canada: list[str], s: DemoSettings,
                      seed: int = 0) -> dict[str, list[str]]:
     """Subject-exclusive split: ``au_train``, ``fe_train``, ``val``, ``test`` (seeded shuffle of London people).
@@ -252,10 +258,7 @@ def prepare_data(s: DemoSettings, seed: int, steps: StageProgress, out_dir: Path
     au_store.save_records(au)
     au_store.close()
     ex_store = FaceStore(cache / "expr.sqlite", "a", crop_size=s.crop_size, codec=EXPR_CODEC)
-    fe_synth = parts["fe_train_synth"]
-    drop = synth_excluded(s)
-    if drop:  # these classes are learned from real photos only
-        fe_synth = fe_synth.subset(np.flatnonzero(~np.isin(fe_synth.expr, drop)))
+    fe_synth = without_excluded(parts["fe_train_synth"], s)  # excluded classes are learned from real photos only
     fe_train = ClipSet.concat([real["fe_train"]] * max(1, s.real_repeat) + [fe_synth])
     ex_parts = {"fe_train": fe_train.to_store(ex_store, "fe_train", "expr"),
                 "real_val": real["val"].to_store(ex_store, "real_val", "expr"),
