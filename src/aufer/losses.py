@@ -110,7 +110,9 @@ def joint_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None
 
     Args:
         out_au, out_expr: model outputs (``"au"`` ``(B, T, A)``, ``"expr"`` ``(B, E)`` logits) on the AU batch and on
-            the expression batch; either may be None.
+            the expression batch; either may be None. A model whose ``"expr"`` is not trained by SGD (an
+            expression probe with an auxiliary head, :class:`aufer.models.joint.JointNet`) gives the logits to
+            train as ``"expr_train"``, which are then used instead.
         au_batch, expr_batch: the batches (``"au"`` ``(B, T, A)`` int, ``"expr"`` ``(B,)`` int; −1 unknown).
         class_weights: weight each AU by ``ctx.au_weight`` (the fold's class weights).
 
@@ -120,7 +122,7 @@ def joint_loss(out_au: dict | None, out_expr: dict | None, au_batch: dict | None
     outs = [(o, b) for o, b in ((out_au, au_batch), (out_expr, expr_batch)) if o is not None]
     au_logits = torch.cat([o["au"].flatten(0, 1) for o, _ in outs])
     au_labels = torch.cat([b["au"].flatten(0, 1) for _, b in outs])
-    expr_logits = torch.cat([o["expr"] for o, _ in outs])
+    expr_logits = torch.cat([o.get("expr_train", o["expr"]) for o, _ in outs])
     expr_labels = torch.cat([b["expr"] for _, b in outs])
     w = ctx.au_weight if class_weights else None
     l_au = masked_bce(au_logits.float(), au_labels, weight=w)

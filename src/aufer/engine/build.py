@@ -194,6 +194,16 @@ def _datasets(task: str, src: DataSource, store, records, split, aus, seed: int)
     return out
 
 
+def unaugmented_train(task: TaskData, aus):
+    """The training clips of an expression task as an evaluation-mode dataset: segment centres, no augmentation
+    (what :func:`aufer.models.probe.fit_expression_probe` is fitted on)."""
+    from aufer.datasets.clips import ExprClipDataset  # noqa: PLC0415
+
+    src = task.source
+    return ExprClipDataset(task.store, task.train.records, num_segments=src.num_segments, train=False, aus=aus,
+                           segment_frames=src.segment_frames, transform=_transform(src, "expr"))
+
+
 def build_data(recipe: Recipe, folds: dict[str, str | None]) -> RunData:
     """Open the recipe's stores, split them by the fold (pair) and build the train/val/test datasets.
 

@@ -117,6 +117,8 @@ class Train:
     checkpoint_every: int = 0             #: also write the resume state every N steps (0 = each epoch only)
     log_every: int = 10                   #: per-step log rows every N steps
     max_steps_per_epoch: Optional[int] = None  #: cap (smoke tests, benchmarks)
+    probe_c: float = 3e-4                 #: models with an expression probe: the logistic regression's C
+    probe_balance: Literal["source", "none"] = "source"  #: probe: equal total weight per record ``source``, or none
 
 
 @dataclass

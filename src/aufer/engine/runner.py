@@ -61,8 +61,12 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / "metrics.json").is_file()
 
 
-def _loaders(data: B.RunData, recipe: Recipe, info: D.DistInfo):
+def _loaders(data: B.RunData, recipe: Recipe, info: D.DistInfo, train_expr: bool = True):
     from aufer.datasets.loaders import JointLoader, make_loader  # noqa: PLC0415
+
+    if not train_expr and data.au is None:
+        raise RecipeError("the model's expression head is a probe fitted before training and there are no AU data: "
+                          "nothing is left to train; add data.au or use a model without expr_probe")
 
     def mk(task, seed):
         if task is None:
@@ -70,7 +74,7 @@ def _loaders(data: B.RunData, recipe: Recipe, info: D.DistInfo):
         return make_loader(task.train, task.source.batch_size, train=True, workers=recipe.data.workers, seed=seed,
                            rank=info.rank, world_size=info.world_size, pin_memory=recipe.data.pin_memory)
 
-    return JointLoader(mk(data.au, recipe.seed), mk(data.expr, recipe.seed + 1))
+    return JointLoader(mk(data.au, recipe.seed), mk(data.expr if train_expr else None, recipe.seed + 1))
 
 
 def _eval_loader(task: B.TaskData, ds, recipe: Recipe, info: D.DistInfo, shard: bool):
@@ -161,6 +165,7 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     torch.manual_seed(recipe.seed)
     data = B.build_data(recipe, folds)
     model = B.build_model(recipe, data.aus, data.emotions).to(info.device)
+    probe = _fit_probe(model, data, recipe, info)
     if recipe.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     amp = B.amp_dtype(recipe.train.amp, info.device)
@@ -168,7 +173,7 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-    joint = _loaders(data, recipe, info)
+    joint = _loaders(data, recipe, info, train_expr=getattr(core, "trains_expression", True))
     joint.set_epoch(1)
     for kind, ld in (("au", joint.au_loader), ("expr", joint.expr_loader)):
         if ld is not None and len(ld) == 0:
@@ -230,7 +235,8 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
         runlog.write_json("run.json", {"recipe": recipe.name, "fold": folds, "fold_name": B.fold_name(folds),
                                        "aus": list(data.aus), "emotions": list(data.emotions),
                                        "data": {t.kind: t.describe() for t in data.tasks},
-                                       "selection": selection_label(recipe.select.mode)})
+                                       "selection": selection_label(recipe.select.mode),
+                                       **({"expr_probe": probe} if probe is not None else {})})
         if state is not None:
             runlog.print(f"resuming {run_dir} at epoch {meta['epoch']}, step {meta['step']} "
                          f"(global step {meta['global_step']}) from {state['meta']['_folder']}")
@@ -285,6 +291,26 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
                             "optim.lr, set train.clip_grad, or use train.amp=fp32, then rerun with --resume") from None
     runlog.close()
     return _finish(recipe, run_dir, data, eval_model, meta, info, amp, label)
+
+
+def _fit_probe(model, data: B.RunData, recipe: Recipe, info: D.DistInfo) -> dict | None:
+    """A model with an expression probe (``JointNet(expr_probe=True)``): fit it on the un-augmented training
+    clips before training (:func:`aufer.models.probe.fit_expression_probe`); the expression task then takes no
+    SGD steps unless the model keeps an auxiliary SGD head (``expr_aux``). Deterministic, so a resumed run fits
+    the same probe again. ``None`` for other models."""
+    if getattr(model, "expr_probe", None) is None:
+        return None
+    from aufer.models.probe import fit_expression_probe  # noqa: PLC0415
+
+    if data.expr is None:
+        raise RecipeError("the model's expression probe is fitted on expression data: add data.expr")
+    try:
+        summary = fit_expression_probe(model, B.unaugmented_train(data.expr, data.aus), c=recipe.train.probe_c,
+                                       balance=recipe.train.probe_balance, device=info.device)
+    except ValueError as e:  # e.g. a single labelled class
+        raise RecipeError(f"data.expr: the expression probe cannot be fitted: {e}") from None
+    log.info("expression probe fitted on %d clips (train accuracy %.3f)", summary["n_clips"], summary["train_accuracy"])
+    return summary
 
 
 def _named(table: dict, name: str, what: str):
@@ -347,6 +373,8 @@ def _finish(recipe, run_dir, data, eval_model, meta, info, amp, label) -> dict:
               "aus": list(data.aus), "emotions": list(data.emotions), "flip_tta": False}
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     result["fold"] = run.get("fold_name")
+    if "expr_probe" in run:
+        result["expr_probe"] = run["expr_probe"]
     if info.is_main:
         _write_predictions(run_dir, "test", preds, data)
         tmp = run_dir / "metrics.json.partial"

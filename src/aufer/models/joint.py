@@ -42,6 +42,10 @@ class LiteBackbone(nn.Module):
         freeze_stages: the first ``k`` of the 4 stages (stem included) are frozen: no gradients, BatchNorm on
             its ImageNet running statistics. 0 fine-tunes everything.
 
+    ``probe_dim`` is the size of the leading part of the output that comes from frozen maps only (``"grid"``
+    with ``freeze_stages`` ≥ 3: the pooled stride-8 and stride-16 cells, Lite0 2432; otherwise 0): features that
+    training never changes, which a linear expression probe (:mod:`aufer.models.probe`) can be fitted on once.
+
     Raises:
         ValueError: unknown ``features`` or ``freeze_stages`` outside 0..4.
     """
@@ -59,12 +63,13 @@ class LiteBackbone(nn.Module):
         self.net._fc = None  # not part of the joint model (and 1.3 M parameters less to ship)
         self.features = features
         self.freeze_stages = freeze_stages
+        c8, c16, c32 = self.net.stage_channels[1:]
         if features in ("stages", "grid"):
             self.net._conv_head = self.net._bn1 = None
-            c8, c16, c32 = self.net.stage_channels[1:]
             self.out_dim = 4 * c16 + c32 if features == "stages" else 16 * (c8 + c16) + c32
         else:
             self.out_dim = self.net.out_dim
+        self.probe_dim = 16 * (c8 + c16) if features == "grid" and freeze_stages >= 3 else 0
         # blocks [0, n_frozen) and the stem are frozen
         self._n_frozen = self.net.stage_indices[freeze_stages - 1] + 1 if freeze_stages else 0
         for m in self._frozen_modules():
@@ -122,6 +127,15 @@ class JointNet(nn.Module):
             expression decision reads (the encoder is still shared). ``"features"`` stays the AU side's.
         expr_geometry: with ``expr_fuse``, whether the expression side's fusion also reads the landmark geometry
             (``False``: the image features only).
+        expr_probe: the expression logits come from a linear probe (:class:`aufer.models.probe.LinearProbe`) on
+            the backbone's frozen features (its leading ``probe_dim`` outputs), fitted by logistic regression
+            before training (:func:`aufer.models.probe.fit_expression_probe`; the engine does it) and never by
+            SGD. Without ``expr_aux`` the model has no SGD expression head, so training needs no expression
+            batches.
+        expr_aux: with ``expr_probe``, keep the SGD expression head (on the shared fused features, with
+            ``au_to_expr`` if set) as an auxiliary training task: its logits are ``"expr_train"``, which the
+            ``joint`` loss trains on, while ``"expr"`` (evaluation, prediction) stays the probe's. The expression
+            batches then still shape the shared representation the AU head reads.
 
     Built through :func:`aufer.models.create_model`, it also has ``config`` and ``default_cfg`` (see
     :mod:`aufer.models.contract`); built directly, ``config`` is empty and ``default_cfg`` holds its own sizes.
@@ -130,7 +144,8 @@ class JointNet(nn.Module):
     def __init__(self, aus: Sequence[int], emotions: Sequence[str], backbone: nn.Module,
                  landmark_encoder: nn.Module | None = None, dim: int = 256, input_size: int = 112,
                  norm: str = "imagenet", dropout: float = 0.2, au_to_expr: bool = False, geometry_au: bool = False,
-                 expr_fuse: bool = False, expr_geometry: bool = True):
+                 expr_fuse: bool = False, expr_geometry: bool = True, expr_probe: bool = False,
+                 expr_aux: bool = False):
         super().__init__()
         self.aus = tuple(int(a) for a in aus)
         self.emotions = tuple(emotions)
@@ -143,7 +158,21 @@ class JointNet(nn.Module):
         d_expr = d_in if self.expr_geometry else backbone.out_dim
         self.expr_fuse = nn.Sequential(nn.Linear(d_expr, dim), nn.GELU(), nn.Dropout(dropout)) if expr_fuse else None
         self.au_head = nn.Linear(dim, len(self.aus))
-        self.expr_head = nn.Linear(dim, len(self.emotions))
+        self.expr_probe = None
+        if expr_probe:
+            from aufer.models.probe import LinearProbe  # noqa: PLC0415
+
+            self.probe_dim = int(getattr(backbone, "probe_dim", 0))
+            if not self.probe_dim:
+                raise ValueError("expr_probe needs a backbone with frozen features (aufer_lite with features='grid' "
+                                 "and freeze_stages >= 3)")
+            if expr_fuse or (au_to_expr and not expr_aux):
+                raise ValueError("expr_probe replaces the expression head: set expr_fuse false, and au_to_expr false "
+                                 "unless expr_aux keeps an auxiliary SGD head")
+            self.expr_probe = LinearProbe(self.probe_dim, len(self.emotions))
+        elif expr_aux:
+            raise ValueError("expr_aux is the auxiliary head of an expression probe: set expr_probe true")
+        self.expr_head = nn.Linear(dim, len(self.emotions)) if self.expr_probe is None or expr_aux else None
         self.geometry_au_head = None
         if geometry_au:
             if landmark_encoder is None:
@@ -178,9 +207,27 @@ class JointNet(nn.Module):
         ``(B, T, 3, input_size, input_size)``."""
         return contract.normalise_crops(crops, self.input_size, self.mean, self.std)
 
+    @property
+    def trains_expression(self) -> bool:
+        """Whether SGD on expression batches changes the model (``False`` with ``expr_probe`` and no ``expr_aux``)."""
+        return self.expr_head is not None
+
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The expression probe's input, the temporal mean of the backbone's frozen features: normalised clips
+        ``(B, T, 3, S, S)`` → ``(B, probe_dim)``.
+
+        Raises:
+            ValueError: the model has no expression probe.
+        """
+        if self.expr_probe is None:
+            raise ValueError("this model has no expression probe")
+        b, t = x.shape[:2]
+        return self.backbone(x.reshape(b * t, *x.shape[2:]))[:, : self.probe_dim].reshape(b, t, -1).mean(1)
+
     def _frame_features(self, x: torch.Tensor, landmarks: torch.Tensor | None
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(AU-side features (B, T, D), expression-side features (B, T, D), geometry features or None)."""
+        """(AU-side features (B, T, D), expression-side features (B, T, D) — with ``expr_probe`` the frozen
+        backbone features (B, T, probe_dim) —, geometry features or None)."""
         b, t = x.shape[:2]
         feats = [self.backbone(x.reshape(b * t, *x.shape[2:]))]
         geo = None
@@ -191,6 +238,8 @@ class JointNet(nn.Module):
             feats.append(geo)
         z = torch.cat(feats, 1)
         f = self.fuse(z).reshape(b, t, -1)
+        if self.expr_probe is not None:
+            return f, feats[0][:, : self.probe_dim].reshape(b, t, -1), geo
         if self.expr_fuse is None:
             return f, f, geo
         return f, self.expr_fuse(z if self.expr_geometry else feats[0]).reshape(b, t, -1), geo
@@ -206,15 +255,22 @@ class JointNet(nn.Module):
 
     def forward(self, x: torch.Tensor, landmarks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``{"au": (B, T, A) logits, "expr": (B, E) logits, "features": (B, T, D)}``; the expression head
-        reads the temporal mean of the frame features (and, with ``au_to_expr``, of the AU probabilities)."""
+        reads the temporal mean of the frame features (and, with ``au_to_expr``, of the AU probabilities). With
+        ``expr_probe``, ``"expr"`` is the probe's, on the temporal mean of the frozen backbone features, and with
+        ``expr_aux`` the SGD head's logits are added as ``"expr_train"`` ``(B, E)``."""
         f, f_expr, geo = self._frame_features(x, landmarks)
         au = self.au_head(f)
         if self.geometry_au_head is not None:
             au = au + self.geometry_au_head(geo).reshape(*au.shape)
-        expr = self.expr_head(f_expr.mean(1))
-        if self.au_to_expr is not None:
-            expr = expr + self.au_to_expr(torch.sigmoid(au).mean(1))
-        return {"au": au, "expr": expr, "features": f}
+        out = {"au": au, "features": f}
+        if self.expr_head is not None:
+            sgd = self.expr_head((f if self.expr_probe is not None else f_expr).mean(1))
+            if self.au_to_expr is not None:
+                sgd = sgd + self.au_to_expr(torch.sigmoid(au).mean(1))
+            out["expr" if self.expr_probe is None else "expr_train"] = sgd
+        if self.expr_probe is not None:
+            out["expr"] = self.expr_probe(f_expr.mean(1))
+        return out
 
     def probabilities(self, crops: torch.Tensor, landmarks: torch.Tensor | None = None,
                       flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,16 +348,17 @@ def aufer_lite(variant: str = "lite0", pretrained: bool = True, aus: Sequence[in
                use_landmarks: bool = True, geometry_dim: int = 128, dropout: float = 0.2, au_to_expr: bool = True,
                geometry_au: bool = False, drop_connect: float = 0.0, norm: str = "efficientnet_lite",
                features: str = "head", freeze_stages: int = 0, expr_fuse: bool = False,
-               expr_geometry: bool = True) -> JointNet:
+               expr_geometry: bool = True, expr_probe: bool = False, expr_aux: bool = False) -> JointNet:
     """An ImageNet-pretrained EfficientNet-Lite0/1/2 (offline, from its PyPI package) + optionally the landmark
     geometry MLP, with the joint heads; fine-tuned end to end unless ``freeze_stages`` (``features`` and
-    ``freeze_stages``: see :class:`LiteBackbone`; ``expr_fuse``, ``expr_geometry``: see :class:`JointNet`). The
-    shipped default model uses ``features="grid", freeze_stages=3``. The recorded config says
-    ``pretrained=False`` (the weights travel in the checkpoint)."""
+    ``freeze_stages``: see :class:`LiteBackbone`; ``expr_fuse``, ``expr_geometry``, ``expr_probe``, ``expr_aux``:
+    see :class:`JointNet`). The shipped default model uses ``features="grid", freeze_stages=3, expr_probe=True``. The
+    recorded config says ``pretrained=False`` (the weights travel in the checkpoint)."""
     aus, emotions = _defaults(aus, emotions)
     net = JointNet(aus, emotions, LiteBackbone(variant, pretrained, drop_connect, features, freeze_stages),
                    LandmarkEncoder(geometry_dim, dropout=dropout) if use_landmarks else None, dim=dim,
                    input_size=input_size, norm=norm, dropout=dropout, au_to_expr=au_to_expr, geometry_au=geometry_au,
-                   expr_fuse=expr_fuse, expr_geometry=expr_geometry)
+                   expr_fuse=expr_fuse, expr_geometry=expr_geometry, expr_probe=expr_probe,
+                   expr_aux=expr_aux)
     net.config_overrides = {"pretrained": False}
     return net
