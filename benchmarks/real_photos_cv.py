@@ -69,14 +69,14 @@ def _data(settings, seed: int, out: Path, console):
 
 
 def _scores(pred: pd.DataFrame, happy: str = "emo_happiness", neutral: str = "emo_neutral") -> dict:
+    from aufer.demo.metrics import smile_pair_share
+
     smile = pred["label"] == pred.attrs["HAPPY"]
     called = pred[happy] > pred[neutral]
     out = {"happy_vs_neutral_accuracy": float((called == smile).mean()), "n_photos": int(len(pred))}
-    pairs = pred.pivot_table(index="subject", columns=smile.map({True: "s", False: "n"}), values=[happy, "AU12_p"])
-    pairs = pairs.dropna()
-    out["p_happiness_higher_when_smiling"] = float((pairs[(happy, "s")] > pairs[(happy, "n")]).mean())
-    out["p_au12_higher_when_smiling"] = float((pairs[("AU12_p", "s")] > pairs[("AU12_p", "n")]).mean())
-    out["n_people"] = int(len(pairs))
+    out["p_happiness_higher_when_smiling"], n_people = smile_pair_share(pred["subject"], smile, pred[happy])
+    out["p_au12_higher_when_smiling"], _ = smile_pair_share(pred["subject"], smile, pred["AU12_p"])
+    out["n_people"] = n_people
     return out
 
 
@@ -131,6 +131,7 @@ def main():
         select = {"mode": "last"} if probe else {"metric": ["uar", "real.happy_vs_neutral_accuracy"]}
         recipe = engine_recipe(path, args.set, raw, settings, au_path, au_split, ex_path, split, select=select)
         from aufer.demo import _eval_set, real_photo_metrics
+        from aufer.demo.metrics import clip_au_probability
 
         val_real = _eval_set(ex_path, real_lon[real_lon["subject"].isin(val)]["clip"].tolist())
         run = out / f"fold{k}"
@@ -140,13 +141,7 @@ def main():
         model = load_model(run / "best.safetensors")
         pred = pd.read_parquet(run / "predictions" / "test_expr_clips.parquet")
         # AU12 per test photo: one more pass of the selected model over the same clips
-        from aufer.datasets.loaders import make_loader
-        from aufer.engine.loop import predict
-
-        ds = _eval_set(ex_path, pred["clip"].tolist())
-        p = predict(model, make_loader(ds, 64, train=False))
-        au12 = dict(zip(ds.records.table["clip"].to_numpy()[p["index"]], p["p_au"][:, 0, list(model.aus).index(12)]))
-        pred["AU12_p"] = pred["clip"].map(au12)
+        pred["AU12_p"] = pred["clip"].map(clip_au_probability(model, _eval_set(ex_path, pred["clip"].tolist())))
         pred["fold"] = k
         is_can = pred["clip"].str.startswith("real_canada/")
         preds.append(pred[~is_can])

@@ -60,6 +60,13 @@ def test_real_photo_metrics(tmp_path):
     # neutral logit is 0; happy logit > 0 iff brightness > 127.5: p0, p1 smiles right, all neutrals right, p2 smile wrong
     assert m["happy_vs_neutral_accuracy"] == pytest.approx(5 / 6)
     assert m["au12_smile_gt_neutral"] == pytest.approx(2 / 3) and m["n_people_paired"] == 3
+    from aufer.demo.metrics import clip_au_probability, smile_pair_share
+
+    au12 = clip_au_probability(_Fake().eval(), real)  # by clip name, as the CV scripts map it onto their tables
+    assert sorted(au12.index) == sorted(records.table["clip"]) and au12.between(0, 1).all()
+    # a person with one photo only is not paired; a tie is not a win
+    assert smile_pair_share(["a", "a", "b", "c", "c"], [True, False, True, True, False], [0.9, 0.1, 0.5, 0.4, 0.4]) \
+        == (0.5, 2)
 
 
 def test_synthetic_classes_left_out_of_fe_train():

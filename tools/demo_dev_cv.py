@@ -24,33 +24,12 @@ import numpy as np
 import pandas as pd
 
 
-def _au12(run: Path, store: Path, clips: list[str]) -> np.ndarray:
-    """P(AU12) of the fold's kept model on each of ``clips`` (in that order)."""
-    from aufer.demo import _eval_set
-    from aufer.datasets.loaders import make_loader
-    from aufer.engine.loop import predict
-    from aufer.models.io import load_model
-
-    model = load_model(run / "best.safetensors")
-    ds = _eval_set(store, clips)
-    p = predict(model, make_loader(ds, 64, train=False))
-    by_clip = dict(zip(ds.records.table["clip"].to_numpy()[p["index"]], p["p_au"][:, 0, list(model.aus).index(12)]))
-    return np.array([by_clip[c] for c in clips])
-
-
-def _pair_share(subject, label, value) -> float:
-    """The share of people whose ``value`` is higher on their smiling photo than on their neutral one."""
-    from aufer.demo import HAPPY
-
-    df = pd.DataFrame({"s": list(subject), "smile": np.asarray(label) == HAPPY, "v": list(value)})
-    pairs = df.pivot_table(index="s", columns="smile", values="v").dropna()
-    return float((pairs[True] > pairs[False]).mean())
-
-
 def main():
     from rich.console import Console
 
-    from aufer.demo import HAPPY, NEUTRAL, demo_recipe, engine_recipe, prepare_data, read_demo_recipe
+    from aufer.demo import HAPPY, NEUTRAL, _eval_set, demo_recipe, engine_recipe, prepare_data, read_demo_recipe
+    from aufer.demo.metrics import clip_au_probability, smile_pair_share
+    from aufer.models.io import load_model
     from aufer.demo.data import StageProgress
     from aufer.engine.runner import fit
     from aufer.store import FaceStore
@@ -93,17 +72,19 @@ def main():
         pred = pd.read_parquet(run / "predictions" / "test_expr_clips.parquet")
         p_e = pred[[c for c in pred.columns if c.startswith("emo_")]].to_numpy()
         truth = pred["label"].to_numpy()
-        au12 = _au12(run, data.expr_store, pred["clip"].tolist())
+        au12 = pred["clip"].map(clip_au_probability(load_model(run / "best.safetensors"),
+                                                    _eval_set(data.expr_store, pred["clip"].tolist()))).to_numpy()
         acc = np.mean((p_e[:, HAPPY] > p_e[:, NEUTRAL]) == (truth == HAPPY))
         print(f"fold {k}: {len(truth)} real photos of {pred['subject'].nunique()} people, "
               f"happy-vs-neutral accuracy {acc:.3f}, P(AU12) higher when smiling "
-              f"{_pair_share(pred['subject'], truth, au12):.3f}", flush=True)
+              f"{smile_pair_share(pred['subject'], truth == HAPPY, au12)[0]:.3f}", flush=True)
         for key, v in (("subject", pred["subject"]), ("label", truth), ("p_expr", p_e), ("fold", [k] * len(truth)),
                        ("p_au12", au12)):
             out[key] += list(v)
     y, p = np.array(out["label"]), np.array(out["p_expr"])
+    au12_share = smile_pair_share(out["subject"], y == HAPPY, out["p_au12"])[0]
     print(f"dev CV happy-vs-neutral accuracy {np.mean((p[:, HAPPY] > p[:, NEUTRAL]) == (y == HAPPY)):.3f} "
-          f"over {len(y)} photos, P(AU12) higher when smiling {_pair_share(out['subject'], y, out['p_au12']):.3f} "
+          f"over {len(y)} photos, P(AU12) higher when smiling {au12_share:.3f} "
           f"(settings: {args.set or 'demo defaults'}; runs in {out_dir})")
     if args.save:
         np.savez(args.save, **{k: np.array(v) for k, v in out.items()})

@@ -6,7 +6,7 @@ import numpy as np
 
 from aufer.demo.data import HAPPY, NEUTRAL
 
-__all__ = ["real_photo_metrics", "held_out_metrics"]
+__all__ = ["real_photo_metrics", "held_out_metrics", "smile_pair_share", "clip_au_probability"]
 
 
 def _probabilities(model, dataset, batch_size: int = 64):
@@ -16,6 +16,37 @@ def _probabilities(model, dataset, batch_size: int = 64):
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else "cpu"
     return predict(model, make_loader(dataset, batch_size, train=False), device=device)
+
+
+def smile_pair_share(subject, smiling, value) -> tuple[float, int]:
+    """The share of people whose mean ``value`` over their smiling photos is higher than over their neutral ones,
+    among the people who have both, and how many people that is.
+
+    Args:
+        subject, smiling, value: per photo, ``(N,)`` each: the person, whether the photo is the smiling one, and
+            a probability (e.g. P(AU12)).
+
+    Returns:
+        ``(share, n_people)``; the share is NaN when nobody has both photos.
+    """
+    subject, smiling, value = np.asarray(subject), np.asarray(smiling, bool), np.asarray(value, float)
+    wins = []
+    for ident in np.unique(subject):
+        sel = subject == ident
+        smile, neutral = value[sel & smiling], value[sel & ~smiling]
+        if len(smile) and len(neutral):
+            wins.append(bool(smile.mean() > neutral.mean()))
+    return (float(np.mean(wins)) if wins else float("nan")), len(wins)
+
+
+def clip_au_probability(model, dataset, au: int = 12):
+    """P(AU ``au``) of the first frame of every clip of an evaluation dataset, as a ``pandas.Series`` indexed by
+    clip name (no test-time augmentation)."""
+    import pandas as pd  # noqa: PLC0415
+
+    pred = _probabilities(model, dataset)
+    clips = dataset.records.table["clip"].to_numpy()[pred["index"]]
+    return pd.Series(pred["p_au"][:, 0, list(model.aus).index(au)], index=clips)
 
 
 def real_photo_metrics(model, real) -> dict:
@@ -35,15 +66,9 @@ def real_photo_metrics(model, real) -> dict:
            "happy_vs_neutral_accuracy": float(np.mean(called_happy == (truth == HAPPY))),
            "top1_accuracy_7class": float(np.mean(p_e.argmax(1) == truth))}
     if 12 in model.aus:
-        au12 = p_au[:, 0, list(model.aus).index(12)]
-        wins = []
-        for ident in np.unique(identity):
-            sel = identity == ident
-            smile, neutral = au12[sel & (truth == HAPPY)], au12[sel & (truth == NEUTRAL)]
-            if len(smile) and len(neutral):
-                wins.append(bool(smile.mean() > neutral.mean()))
-        out["au12_smile_gt_neutral"] = float(np.mean(wins)) if wins else float("nan")
-        out["n_people_paired"] = len(wins)
+        paired = (truth == HAPPY) | (truth == NEUTRAL)
+        out["au12_smile_gt_neutral"], out["n_people_paired"] = smile_pair_share(
+            identity[paired], truth[paired] == HAPPY, p_au[paired, 0, list(model.aus).index(12)])
     return out
 
 

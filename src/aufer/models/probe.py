@@ -175,7 +175,8 @@ def fit_expression_probe(model: nn.Module, dataset, *, c: float = 3e-4, balance:
     w, sources = None, {}
     if "source" in table:
         src = table["source"].astype(str).to_numpy()[idx]
-        sources = dict(zip(*(v.tolist() for v in np.unique(src, return_counts=True))))
+        names, counts = np.unique(src, return_counts=True)
+        sources = dict(zip(names.tolist(), counts.tolist()))
         if balance == "source":
             w = source_balanced_weights(src)
     n_classes = model.expr_probe.linear.out_features
