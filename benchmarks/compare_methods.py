@@ -23,7 +23,7 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
 * ``mdhr`` — ``mdhr.disfa_lite0`` (AU only, 16-frame clips, MDHR loss) at ``--mdhr-size`` px (128: MDHR's token
   grids need a side divisible by 32, which 112 is not);
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
-* ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.mal``): the joint model with meta-learned FE sample
+* ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.methods.mal.step``): the joint model with meta-learned FE sample
   weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
   cheap variant of ``benchmarks/mal_speed.py``); AU batch 16 split 8 / 8 into B_a / B_m, so an epoch has half the
   joint baseline's steps and trains on half its AU clips: MAL runs ``--mal-epochs`` epochs (default twice
@@ -166,7 +166,7 @@ def main() -> None:
     from aufer.demo.data import StageProgress
     from aufer.engine.experiment import summarise_experiment
     from aufer.engine.runner import fit
-    from aufer.models.io import load_model
+    from aufer.models import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder of the runs; reruns resume")

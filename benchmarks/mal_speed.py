@@ -1,7 +1,7 @@
 """MAL (reconstructed, methods.md §5) cost: the time of a MAL training step relative to a plain joint step.
 
-Both steps are what the engine runs: the step function (``aufer.engine.steps.joint_step`` with the ``joint`` loss;
-``aufer.mal.mal_step``, variants ``l2rw`` — the one-step look-ahead with per-sample ε — and ``mwn`` — the
+Both steps are what the engine runs: the step function (``aufer.training.steps.joint_step`` with the ``joint`` loss;
+``aufer.methods.mal.step.mal_step``, variants ``l2rw`` — the one-step look-ahead with per-sample ε — and ``mwn`` — the
 Meta-Weight-Net), then backward and an AdamW step over the model's two parameter groups (backbone lr 1e-5, heads
 1e-4, the look-ahead's η). Random weights (no download), random labels, ``train()`` mode. Two pairings:
 
@@ -64,8 +64,8 @@ def _batch(g, b: int, t: int, size: int, n_au: int, n_e: int, dev, au: bool) -> 
 
 
 def _setup(name, size, dev, step_args):
-    from aufer.engine.steps import StepContext
-    from aufer.losses import LossContext
+    from aufer.training.steps import StepContext
+    from aufer.training.losses import LossContext
     from aufer.models import param_groups
 
     model = _model(name, size, dev)
@@ -78,7 +78,7 @@ def _setup(name, size, dev, step_args):
 
 
 def _run(model, opt, ctx, step_fn, au, expr, amp):
-    from aufer.losses import joint_loss
+    from aufer.training.losses import joint_loss
 
     with torch.autocast(au["crops"].device.type, dtype=amp) if amp is not None else nullcontext():
         loss = step_fn(model, au, expr, joint_loss, ctx)["loss"]
@@ -88,8 +88,8 @@ def _run(model, opt, ctx, step_fn, au, expr, amp):
 
 
 def main() -> None:
-    from aufer.engine.steps import joint_step
-    from aufer.mal import RECONSTRUCTED, mal_step, split_batch
+    from aufer.training.steps import joint_step
+    from aufer.methods.mal.step import RECONSTRUCTED, mal_step, split_batch
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", default="auto", help="cpu / cuda, comma-separated; auto = cpu, and cuda if available")

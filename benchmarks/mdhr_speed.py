@@ -10,7 +10,7 @@ minute on 2 busy cores; the AdamW step over the 93 M parameters is much of it); 
 For each device (CPU; CUDA when available) and precision -- fp32, bf16 autocast, bf16 autocast + channels_last
 (weights and input in NHWC, as ``model.preprocess`` gives them from uint8 crops) -- it times
 
-* training: forward, the MDHR loss (``aufer.losses_mdhr.mdhr_loss``: weighted asymmetric loss + 0.01 × the
+* training: forward, the MDHR loss (``aufer.methods.mdhr.loss.mdhr_loss``: weighted asymmetric loss + 0.01 × the
   AU-combination cross-entropy, random labels), backward and an AdamW step, in ``train()`` mode;
 * inference: forward in ``eval()`` mode under ``torch.inference_mode()``;
 
@@ -73,7 +73,7 @@ def _sync(dev: torch.device) -> None:
 
 
 def _train_step(model, x, batch, opt, ctx, amp):
-    from aufer.losses_mdhr import mdhr_loss
+    from aufer.methods.mdhr.loss import mdhr_loss
 
     with torch.autocast(x.device.type, dtype=amp) if amp is not None else nullcontext():
         out = model(x)
@@ -134,7 +134,7 @@ def _fmt_flops(v: float) -> str:
 
 def bench(dev: torch.device, b: int, t: int, size: int, warmup: int, steps: int, peak_tflops: float | None,
           flops: tuple[float, float]) -> None:
-    from aufer.losses import LossContext
+    from aufer.training.losses import LossContext
 
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)

@@ -44,7 +44,8 @@ import resource, sys
 from aufer.faces.pipeline import FacePipeline
 from aufer.predict import predict_to_csv
 from aufer._runtime import tune_allocator
-from aufer.models.io import default_model_path, load_model
+from aufer.models import load_model
+from aufer.models.shipped import default_model_path
 tune_allocator()
 model = load_model(sys.argv[3] or default_model_path())
 predict_to_csv(sys.argv[1], model, sys.argv[2], resume=False)

@@ -85,7 +85,7 @@ def main():
 
     from aufer.demo import HAPPY, NEUTRAL, demo_recipe, engine_recipe, read_demo_recipe
     from aufer.engine.runner import fit
-    from aufer.models.io import load_model
+    from aufer.models import load_model
     from aufer.store import FaceStore
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

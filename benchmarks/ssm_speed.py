@@ -1,7 +1,7 @@
 """SSM speed: training step time and clips/s, FLOPs, achieved FLOP/s, peak GPU memory, and whether a 16-GB card
 needs gradient checkpointing.
 
-One training step is what the engine runs for SSM (``aufer.losses_ssm.ssm_step``): the mixup of the AU clips,
+One training step is what the engine runs for SSM (``aufer.methods.ssm.loss.ssm_step``): the mixup of the AU clips,
 the forward of the expression batch and of the mixed AU batch, the four-term normalised loss, backward, gradient
 clipping at 1.0 and an AdamW step over SSM's three parameter groups; random weights, random labels.
 
@@ -38,8 +38,8 @@ SMALL_CLIP = {"projection_dim": 64,
 
 
 def _setup(dev, small: bool, checkpointing: bool):
-    from aufer.engine.steps import StepContext
-    from aufer.losses import LossContext
+    from aufer.training.steps import StepContext
+    from aufer.training.losses import LossContext
     from aufer.models import create_model, param_groups
 
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ def _batches(dev, b_expr: int, b_au: int, t: int, size: int):
 
 
 def _step(model, opt, ctx, au, expr, amp):
-    from aufer.losses_ssm import ssm_loss, ssm_step
+    from aufer.methods.ssm.loss import ssm_loss, ssm_step
 
     with torch.autocast(au["crops"].device.type, dtype=amp) if amp is not None else nullcontext():
         loss = ssm_step(model, au, expr, ssm_loss, ctx)["loss"]
@@ -76,7 +76,7 @@ def _step(model, opt, ctx, au, expr, amp):
 def count_flops(model, opt, ctx, au, expr) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from aufer.losses_ssm import ssm_loss, ssm_step
+    from aufer.methods.ssm.loss import ssm_loss, ssm_step
 
     with FlopCounterMode(display=False) as fc:
         ssm_step(model, au, expr, ssm_loss, ctx)["loss"].backward()

@@ -74,7 +74,7 @@ def main() -> None:
     from aufer.demo import _eval_set  # noqa: PLC2701  (the demo's one-frame evaluation set of real photos)
     from aufer.demo.data import StageProgress
     from aufer.engine.runner import fit
-    from aufer.models.io import load_model
+    from aufer.models import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

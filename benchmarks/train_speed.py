@@ -38,7 +38,7 @@ def _batches(n: int, b_au: int, b_ex: int, t: int, size: int, aus: int, seed: in
 
 
 def _bare_epoch(model, batches, opt):
-    from aufer.losses import masked_bce, masked_ce
+    from aufer.training.losses import masked_bce, masked_ce
 
     model.train()
     for au_b, ex_b in batches:
@@ -56,8 +56,8 @@ def _bare_epoch(model, batches, opt):
 
 def _engine_epoch(model, batches, opt, runlog, step_counter):
     from aufer.engine.loop import train_one_epoch
-    from aufer.engine.steps import StepContext, joint_step
-    from aufer.losses import LossContext, joint_loss
+    from aufer.training.steps import StepContext, joint_step
+    from aufer.training.losses import LossContext, joint_loss
 
     ctx = StepContext(device=torch.device("cpu"), loss=LossContext(), optimizer=opt)
 
@@ -107,8 +107,8 @@ def gpu(steps: int) -> None:
     from aufer.datasets.windows import AUWindowDataset
     from aufer.datasets.transforms import ClipTransform
     from aufer.engine.loop import train_one_epoch
-    from aufer.engine.steps import StepContext, joint_step
-    from aufer.losses import LossContext, joint_loss
+    from aufer.training.steps import StepContext, joint_step
+    from aufer.training.losses import LossContext, joint_loss
     from aufer.models import create_model
     from aufer.store import FaceStore
     from aufer.synth import ClipSet

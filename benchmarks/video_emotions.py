@@ -52,11 +52,11 @@ def main():
         df = pd.read_csv(args.csv)
     else:
         from aufer.bundled import bundled_video
-        from aufer.models.io import load_model
+        from aufer.models import load_model
         from aufer.predict import predict
 
         if args.model is None:
-            from aufer.models.io import default_model_path
+            from aufer.models.shipped import default_model_path
 
             args.model = default_model_path()
         df = predict(bundled_video(), load_model(args.model))

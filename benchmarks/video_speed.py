@@ -19,7 +19,7 @@ from aufer.faces.pipeline import FacePipeline
 from aufer.media import iter_frames
 from aufer.models import create_model
 from aufer.predict import iter_predictions
-from aufer.models.io import load_model
+from aufer.models import load_model
 
 
 def best_of(fn, repeat):
@@ -38,7 +38,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     from aufer._runtime import tune_allocator
-    from aufer.models.io import default_model_path
+    from aufer.models.shipped import default_model_path
 
     tune_allocator()
     if args.arch:

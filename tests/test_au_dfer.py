@@ -1,4 +1,4 @@
-"""AU-DFER's loss (aufer.losses_au_dfer) and AU pseudo-label rules (aufer.au_pseudo), against hand computations
+"""AU-DFER's loss (aufer.methods.au_dfer.loss) and AU pseudo-label rules (aufer.store.clip_rules), against hand computations
 and the reference data (au_dfer.json)."""
 
 import inspect
@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from aufer import vocab
-from aufer.au_pseudo import clip_labels_count, clip_labels_mean, read_openface_au_presence
-from aufer.losses import LossContext, masked_bce
-from aufer.losses_au_dfer import (AU_DFER_AUS, LOSSES_AU_DFER, au_dfer_au_loss, au_dfer_loss, au_dfer_matrices,
+from aufer.methods.au_dfer import clip_labels_count, clip_labels_mean
+from aufer.readers.toolkits import read_openface_au_presence
+from aufer.training.losses import LossContext, masked_bce
+from aufer.methods.au_dfer.loss import (AU_DFER_AUS, au_dfer_au_loss, au_dfer_loss, au_dfer_matrices,
                                   pos_weight_for)
 
 REF = vocab.reference("au_dfer")
@@ -90,7 +91,7 @@ def test_au_order_is_the_reconstructed_openface_order():
     assert AU_DFER_AUS == (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)
     assert AU_DFER_AUS == vocab.openface_aus() == tuple(REF["au_order"])
     assert REF["au_order_status"] == "reconstructed"
-    import aufer.losses_au_dfer as mod
+    import aufer.methods.au_dfer.loss as mod
     assert "RECONSTRUCTED" in mod.__doc__ and "[RECON]" in mod.__doc__
 
 
@@ -283,10 +284,9 @@ def test_au_batch_is_ignored_unless_weighted():
 
 
 def test_registry_entry():
-    assert LOSSES_AU_DFER == {"au_dfer": au_dfer_loss}
-    from aufer.losses import LOSSES
-    if "au_dfer" in LOSSES:
-        assert LOSSES["au_dfer"] is au_dfer_loss
+    from aufer.training import LOSSES
+
+    assert LOSSES["au_dfer"] is au_dfer_loss
 
 
 # ------------------------------------------------------------------------------------------ pseudo-labels

@@ -24,7 +24,7 @@ from fakes import face_frame, write_image, write_video
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from aufer.models import create_model
-    from aufer.models.io import save_model
+    from aufer.models import save_model
 
     d = tmp_path_factory.mktemp("model")
     save_model(create_model("aufer_tiny", aus=(1, 12), input_size=32, width=8, dim=16), d / "model")

@@ -77,7 +77,7 @@ def test_quick_demo_end_to_end(tmp_path):
 
 def _tiny_checkpoint(folder):
     from aufer.models import create_model
-    from aufer.models.io import save_model
+    from aufer.models import save_model
 
     save_model(create_model("aufer_tiny", aus=(1, 12), input_size=32, width=8, dim=16), folder / "model")
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from aufer.models.io import DEFAULT_MODEL, default_model_path, load_model, model_card
+from aufer.models import load_model
+from aufer.models.shipped import DEFAULT_MODEL, default_model_path, model_card
 
 
 def test_default_model_is_shipped_small_and_documented():

@@ -92,22 +92,22 @@ def test_data_mistakes_are_recipe_errors(stores, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_state(stores, tmp_path):
-    from aufer import losses
+    from aufer.training import LOSSES, joint_loss
 
     def nan_at_step_5(out_au, out_expr, au_b, expr_b, *, ctx, _n=[0]):
         _n[0] += 1
-        res = losses.joint_loss(out_au, out_expr, au_b, expr_b, ctx=ctx)
+        res = joint_loss(out_au, out_expr, au_b, expr_b, ctx=ctx)
         if _n[0] >= 5:
             res["loss"] = res["loss"] * float("nan")
         return res
 
-    losses.LOSSES["nan_at_step_5"] = nan_at_step_5
+    LOSSES["nan_at_step_5"] = nan_at_step_5
     try:
         r = load(values=tiny_recipe(stores["au"], train={"loss": "nan_at_step_5", "epochs": 3, "checkpoint_every": 2}))
         with pytest.raises(TrainingError, match=r"the loss is nan at epoch \d, step \d.*last good checkpoint"):
             fit(r, tmp_path / "run", progress=False)
     finally:
-        del losses.LOSSES["nan_at_step_5"]
+        del LOSSES["nan_at_step_5"]
     meta = json.loads(next((tmp_path / "run" / "state").glob("step-*/meta.json")).read_text())
     assert meta["global_step"] <= 4  # nothing after the bad step was saved
 
@@ -187,7 +187,7 @@ def test_corrupted_state_falls_back_to_the_previous_good_one(stores, tmp_path, c
     assert st["meta"]["_folder"] != str(latest) and "truncated or corrupted" in caplog.text
     assert latest.exists()  # the bad state is left for inspection, nothing overwritten
     (run / "best.safetensors").write_bytes(b"garbage")
-    from aufer.models.io import CheckpointError, load_model
+    from aufer.models import CheckpointError, load_model
 
     with pytest.raises(CheckpointError, match="best.safetensors"):
         load_model(run / "best.safetensors")
@@ -242,7 +242,7 @@ def test_every_shipped_recipe_validates():
 
 
 def test_mixup_bce_and_the_mixup_step(stores, tmp_path):
-    from aufer.losses import masked_bce, mixup_bce
+    from aufer.training.losses import masked_bce, mixup_bce
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 4, 2, generator=g)

@@ -1,4 +1,4 @@
-"""Former-DFER, AU-DFER's host (aufer.models.former_dfer): the official architecture's keys and sizes, the model
+"""Former-DFER, AU-DFER's host (aufer.methods.au_dfer.former_dfer): the official architecture's keys and sizes, the model
 contract, Former-DFER's 8 × 2 frame sampling, the AU-DFER loss through the engine on the host and on SSM's
 expression branch, and the recipes of configs/au-dfer/."""
 
@@ -14,8 +14,8 @@ from aufer.datasets.sampling import tsn_indices
 from aufer.engine.recipe import load
 from aufer.engine.runner import fit
 from aufer.models import create_model
-from aufer.models.former_dfer import Transformer, from_official_state_dict
-from aufer.store.au_labels import label_store_with_model
+from aufer.methods.au_dfer.former_dfer import Transformer, from_official_state_dict
+from aufer.predict.label_aus import label_store_with_model
 
 from engine_data import expr_store, tiny_recipe
 
@@ -129,9 +129,9 @@ def test_au_dfer_trains_the_host_through_the_engine(tmp_path):
 
 
 def test_au_dfer_option_of_the_ssm_loss_replaces_l1():
-    from aufer.losses import LossContext
-    from aufer.losses_au_dfer import au_dfer_loss
-    from aufer.losses_ssm import ssm_loss
+    from aufer.training.losses import LossContext
+    from aufer.methods.au_dfer.loss import au_dfer_loss
+    from aufer.methods.ssm.loss import ssm_loss
 
     torch.manual_seed(0)
     aus = [1, 2, 12]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from aufer.jobs import OutputError, OutputLock, check_output, default_name, plan_jobs
+from aufer.predict.jobs import OutputError, OutputLock, check_output, default_name, plan_jobs
 from aufer.media import MediaError
 
 from fakes import face_frame, write_image, write_video
@@ -99,7 +99,7 @@ def test_unwritable_output_folder(tmp_path, monkeypatch):
     ro.mkdir()
     # root can write anywhere, so the permission answer is simulated for this folder only
     real = os.access
-    monkeypatch.setattr("aufer.jobs.os.access", lambda p, mode: False if os.fspath(p) == os.fspath(ro) else real(p, mode))
+    monkeypatch.setattr("aufer.predict.jobs.os.access", lambda p, mode: False if os.fspath(p) == os.fspath(ro) else real(p, mode))
     with pytest.raises(OutputError, match="permission denied"):
         check_output(ro / "new" / "t.csv")
     check_output(tmp_path / "t.csv")

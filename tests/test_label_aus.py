@@ -10,18 +10,19 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from aufer import au_pseudo
+from aufer.methods.au_dfer import clip_labels_count, clip_labels_mean
 from aufer.cli import app
 from aufer.datasets.batch import collate
 from aufer.datasets.clips import ExprClipDataset
 from aufer.datasets.sampling import tsn_indices
 from aufer.models import create_model
 from aufer.models.contract import probabilities
-from aufer.models.io import save_model
+from aufer.models import save_model
 from aufer.store import FaceStore, StoredFrame
+from aufer.predict import label_aus
 from aufer.store import au_labels as al
-from aufer.store.au_labels import (AULabelError, clip_windows, label_store_from_openface, label_store_with_model,
-                                   pseudo_label_info, read_au_pseudo)
+from aufer.predict.label_aus import clip_windows, label_store_with_model
+from aufer.store.au_labels import AULabelError, label_store_from_openface, pseudo_label_info, read_au_pseudo
 
 from engine_data import au_store, expr_store, tiny_recipe
 
@@ -49,11 +50,11 @@ def _clips(path):
 
 def _write(path, probs: dict, aus):
     """Hand-made labels through the module's own writer (a test source)."""
-    st, _ = al._open_expr_store(path)
-    info = al._begin(st, {"kind": "test"}, {"source": "test", "name": "hand", "path": None, "aus": list(aus),
+    st, _ = al.open_expr_store(path)
+    info = al.begin_labelling(st, {"kind": "test"}, {"source": "test", "name": "hand", "path": None, "aus": list(aus),
                                             "values": "probability"}, replace=True)
-    al._put(st, [(st.sequence_id(c), st.stored_frames(c), np.asarray(v, np.float32)) for c, v in probs.items()])
-    al._finish(st, info)
+    al.put_labels(st, [(st.sequence_id(c), st.stored_frames(c), np.asarray(v, np.float32)) for c, v in probs.items()])
+    al.finish_labelling(st, info)
     st.close()
 
 
@@ -64,10 +65,10 @@ def _dataset(path, mode, aus=(1, 6, 12), T=3):
 
 # --------------------------------------------------------------------------------------------- windows
 def test_clip_windows_follow_the_predict_window_rule():
-    """Each frame is predicted once, by the same window as aufer.predict_windows.WindowScheduler would use."""
+    """Each frame is predicted once, by the same window as aufer.predict.windows.WindowScheduler would use."""
     from types import SimpleNamespace
 
-    from aufer.predict_windows import WindowScheduler
+    from aufer.predict.windows import WindowScheduler
 
     for window, stride in ((1, 1), (4, 4), (4, 1), (4, 3), (16, 16), (16, 5)):
         for n in range(1, 40):
@@ -97,7 +98,7 @@ def test_model_labels_every_frame_as_direct_inference(store):
     assert not rep["clips_without_labels"]
     info = pseudo_label_info(store)
     assert info["source"] == "model" and info["aus"] == list(MODEL_AUS) and info["complete"]
-    assert info["identity"]["weights_sha256"] == al._state_hash(m) and info["started"] and info["finished"]
+    assert info["identity"]["weights_sha256"] == label_aus._state_hash(m) and info["started"] and info["finished"]
     got = read_au_pseudo(store, clips)
     with FaceStore(store) as st:
         for c in clips:
@@ -168,9 +169,9 @@ def test_both_clip_rules_on_read_back_labels(store):
     assert mean.shape == count.shape == (4, 5)
     np.testing.assert_array_equal(mean, np.tile([1, 1, -1, -1, 0], (4, 1)))
     np.testing.assert_array_equal(count, np.tile([1, 0, -1, -1, 1], (4, 1)))
-    np.testing.assert_array_equal(mean[0, [0, 1, 2, 4]], au_pseudo.clip_labels_mean(back[clips[0]]))
+    np.testing.assert_array_equal(mean[0, [0, 1, 2, 4]], clip_labels_mean(back[clips[0]]))
     occ = np.where(np.isnan(hand), nan, hand >= 0.5)
-    np.testing.assert_array_equal(count[0, [0, 1, 2, 4]], au_pseudo.clip_labels_count(occ))
+    np.testing.assert_array_equal(count[0, [0, 1, 2, 4]], clip_labels_count(occ))
     frames = _dataset(store, "frames", aus, T=5)[0]["au"].numpy()
     np.testing.assert_array_equal(frames[:, 0], [1, 1, 0, 0, -1])
     for mode in ("frames", "clip_mean", "clip_count"):  # a clip without labels: all −1
@@ -220,7 +221,7 @@ def test_another_source_is_refused_unless_replace(store, tmp_path):
     _openface_csv(of / "clip_00000.csv", [[1, 0]] * 5, aus=(1, 12))
     with pytest.raises(AULabelError, match="--replace"):
         label_store_from_openface(store, of)
-    assert pseudo_label_info(store)["identity"]["weights_sha256"] == al._state_hash(_model(0))
+    assert pseudo_label_info(store)["identity"]["weights_sha256"] == label_aus._state_hash(_model(0))
     rep = label_store_with_model(store, _model(1), device="cpu", replace=True)
     assert rep["clips_labelled"] == 6 and rep["clips_resumed"] == 0
     after = read_au_pseudo(store, _clips(store))
@@ -286,8 +287,8 @@ def test_openface_csvs_by_the_naming_rule(store, tmp_path):
 
 # ---------------------------------------------------------------------------------------- the AU-DFER loss
 def test_au_dfer_loss_gets_a_nonzero_au_term(store):
-    from aufer.losses import LossContext
-    from aufer.losses_au_dfer import AU_DFER_AUS, au_dfer_loss
+    from aufer.training.losses import LossContext
+    from aufer.methods.au_dfer.loss import AU_DFER_AUS, au_dfer_loss
 
     label_store_with_model(store, _model(), device="cpu")
     torch.manual_seed(0)

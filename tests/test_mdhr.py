@@ -1,4 +1,4 @@
-"""MDHR (aufer.models.mdhr, aufer.models.mdhr_hsr) and its loss (aufer.losses_mdhr): small widths, CPU."""
+"""MDHR (aufer.methods.mdhr.model, aufer.methods.mdhr.hsr) and its loss (aufer.methods.mdhr.loss): small widths, CPU."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
-from aufer.losses import LossContext  # noqa: E402
-from aufer.losses_mdhr import (mdhr_class_weights, mdhr_loss, region_labels, sub_loss,  # noqa: E402
+from aufer.training.losses import LossContext  # noqa: E402
+from aufer.methods.mdhr.loss import (mdhr_class_weights, mdhr_loss, region_labels, sub_loss,  # noqa: E402
                                weighted_asymmetric_loss)
 from aufer.models import contract, create_model, list_models  # noqa: E402
-from aufer.models import mdhr as M  # noqa: E402  (registers the mdhr.* variants)
-from aufer.models.mdhr_hsr import (REGION_SPECS, CrossRegionGAT, LocalRelations, SimilarityClassifier,  # noqa: E402
+from aufer.methods.mdhr import official as M  # noqa: E402
+from aufer.methods.mdhr.hsr import (REGION_SPECS, CrossRegionGAT, LocalRelations, SimilarityClassifier,  # noqa: E402
                                    activity_bits, cross_region_mask, edge_mask, region_rows)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -413,11 +413,13 @@ def test_engine_trains_and_evaluates_mdhr(tmp_path):
     evaluation of an AU-only model reports AU F1 and no expression metrics."""
     from engine_data import au_store, tiny_recipe  # noqa: PLC0415
 
-    from aufer import losses, vocab  # noqa: PLC0415
+    from aufer import vocab  # noqa: PLC0415
     from aufer.engine.recipe import load  # noqa: PLC0415
     from aufer.engine.runner import fit  # noqa: PLC0415
 
-    assert losses.LOSSES["mdhr"] is mdhr_loss
+    from aufer.training import LOSSES  # noqa: PLC0415
+
+    assert LOSSES["mdhr"] is mdhr_loss
     store = au_store(tmp_path / "au.sqlite", aus=vocab.dataset_aus("BP4D"), frames=12, seed=2)
     r = tiny_recipe(store, model={"name": "mdhr.bp4d_resnet50",
                                   "args": {"hf_config": tiny_resnet(), "input_size": 32, "dim": 16}},
@@ -438,7 +440,7 @@ def test_aufer_import_mdhr_round_trip_and_bad_checkpoints(tmp_path, monkeypatch)
 
     from aufer.cli import app
     from aufer.models import create_model, load_model
-    from aufer.models.mdhr import to_official_state_dict
+    from aufer.methods.mdhr import to_official_state_dict
 
     torch.manual_seed(0)
     src = create_model("mdhr.bp4d_resnet50", pretrained=False).eval()
@@ -599,7 +601,7 @@ def test_ablation_recipes_build():
 
 
 def test_ablation_models_have_no_official_checkpoint_layout():
-    from aufer.models.mdhr import load_official_state_dict, to_official_state_dict
+    from aufer.methods.mdhr import load_official_state_dict, to_official_state_dict
 
     m = create_model("mdhr.bp4d_resnet50", hf_config=tiny_resnet(), pretrained=False, input_size=64, dim=16,
                      mfd_scales=[3])

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 from aufer import metrics
-from aufer.losses import masked_bce, masked_ce
+from aufer.training.losses import masked_bce, masked_ce
 
 
 def test_au_f1_matches_sklearn_and_ignores_unknown(rng):

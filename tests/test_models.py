@@ -9,7 +9,7 @@ from aufer import vocab
 from aufer.models import (CheckpointError, JointNet, UnknownModelError, create_model, default_cfg, is_model,
                           list_models, list_modules, register_model)
 from aufer.models import _registry
-from aufer.models.io import load_model, save_model
+from aufer.models import load_model, save_model
 
 SMALL = dict(aus=(1, 12), input_size=32, width=8, dim=16)  # a fast aufer_tiny_image
 
@@ -261,7 +261,7 @@ def test_lite_joint_model_uses_the_pretrained_trunk_and_reloads_offline(tmp_path
     import torch
 
     from aufer.models.efficientnet_lite import EfficientNetLite
-    from aufer.models.io import load_model, save_model
+    from aufer.models import load_model, save_model
 
     m = create_model("aufer_lite.lite0", aus=(1, 12), emotions=("a", "b", "c")).eval()
     ref = EfficientNetLite("lite0", pretrained=True)

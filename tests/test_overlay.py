@@ -1,4 +1,4 @@
-"""Overlay video (aufer.overlay): boxes and labels drawn on the predicted frames only, same frame count."""
+"""Overlay video (aufer.predict.overlay): boxes and labels drawn on the predicted frames only, same frame count."""
 
 import math
 
@@ -10,7 +10,7 @@ av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 
 from aufer.media import MediaError  # noqa: E402
-from aufer.overlay import draw_annotations, frame_annotations, write_overlay_video  # noqa: E402
+from aufer.predict.overlay import draw_annotations, frame_annotations, write_overlay_video  # noqa: E402
 
 W, H, N = 160, 120, 20
 BOX = (40.0, 30.0, 60.0, 50.0)  # x, y, w, h in pixels

@@ -8,7 +8,8 @@ import pytest
 from aufer.bundled import bundled_video
 from aufer.faces.pipeline import FacePipeline
 from aufer.media import MediaError
-from aufer.predict import _source_key, columns, predict, predict_to_csv
+from aufer.predict import columns, predict, predict_to_csv
+from aufer.predict.rows import _source_key
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def _table(aus, emotions, timestamps, faces_per_frame):
 
 
 def test_timeseries_plot_has_one_row_per_au_and_one_line_per_emotion(tmp_path):
-    from aufer.report import plot_timeseries, timeseries_figure
+    from aufer.predict.report import plot_timeseries, timeseries_figure
 
     aus, emotions = (1, 4, 12), ("happiness", "sadness", "neutral", "anger")
     df = _table(aus, emotions, [0.0, 0.04, 0.08, 0.12, 0.16], [1, 2, 0, 1, 1])
@@ -187,7 +188,7 @@ def test_timeseries_plot_has_one_row_per_au_and_one_line_per_emotion(tmp_path):
 
 
 def test_still_image_plot_shows_its_values():
-    from aufer.report import timeseries_figure
+    from aufer.predict.report import timeseries_figure
 
     df = _table((1, 12), ("happiness", "sadness"), [np.nan], [1])
     fig = timeseries_figure(df)
@@ -204,10 +205,10 @@ def test_report_leaves_the_backend_alone_and_hides_glyph_warnings(tmp_path, monk
 
     import matplotlib
 
-    import aufer.report
+    import aufer.predict.report
 
-    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("aufer.report switched the backend"))
-    report = importlib.reload(aufer.report)
+    monkeypatch.setattr(matplotlib, "use", lambda *a, **k: pytest.fail("aufer.predict.report switched the backend"))
+    report = importlib.reload(aufer.predict.report)
     assert not hasattr(report, "plt")
     df = _table((1,), ("happiness",), [0.0, 0.1], [1, 1])
     with warnings.catch_warnings():
@@ -335,7 +336,7 @@ def test_ctrl_c_keeps_complete_frames_and_the_rerun_says_where_it_resumes(tmp_pa
 
 
 def test_resume_drops_a_line_cut_short_by_an_interrupt(tmp_path):
-    from aufer.predict import _truncate_to_complete_frames
+    from aufer.predict.rows import _truncate_to_complete_frames
 
     p = tmp_path / "x.csv.partial"
     p.write_text("frame,face_id\n0,0\n1,0\n1,1\n2,0\n2")  # the last write stopped inside a line

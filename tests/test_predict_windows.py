@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aufer.predict_windows import WindowScheduler
+from aufer.predict.windows import WindowScheduler
 
 
 def _face(track, frame):

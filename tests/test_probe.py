@@ -102,7 +102,7 @@ def _probe_recipe(stores, **over):
 
 def test_engine_fits_the_probe_before_training_and_trains_the_au_side_alone(stores, tmp_path):
     from aufer.engine.runner import fit
-    from aufer.models.io import load_model
+    from aufer.models import load_model
 
     m = fit(_probe_recipe(stores), tmp_path / "run", fold="1-1", progress=False)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
@@ -140,7 +140,7 @@ def test_auxiliary_sgd_head_trains_while_the_probe_predicts(stores, tmp_path):
     """expr_aux: "expr" stays the probe's, "expr_train" is the SGD head's, and the joint loss trains on it."""
     from aufer.engine.recipe import load
     from aufer.engine.runner import fit
-    from aufer.models.io import load_model
+    from aufer.models import load_model
 
     with pytest.raises(ValueError, match="set expr_probe true"):
         create_model("aufer_lite.lite0", pretrained=False, input_size=64, expr_aux=True)

@@ -1,4 +1,4 @@
-"""SSM's released AU evaluator (aufer.engine.released): search, vote, masking, labels and the JSON output."""
+"""SSM's released AU evaluator (aufer.methods.ssm.released): search, vote, masking, labels and the JSON output."""
 
 import json
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from aufer import metrics
-from aufer.engine import released as R
+from aufer.methods.ssm import released as R
 
 
 def _naive_vote(prob, seg, k, r, t):

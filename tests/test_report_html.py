@@ -1,4 +1,4 @@
-"""Still-image figures (aufer.report) and the self-contained HTML report (aufer.report_html)."""
+"""Still-image figures (aufer.predict.report) and the self-contained HTML report (aufer.predict.report_html)."""
 
 import base64
 import re
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import aufer
-from aufer.report import MAX_STILL_FACES, plot_predictions, predictions_figure, still_figure
-from aufer.report_html import DEFAULT_WARNING, card_limits, face_summary, write_html_report
+from aufer.predict.report import MAX_STILL_FACES, plot_predictions, predictions_figure, still_figure
+from aufer.predict.report_html import DEFAULT_WARNING, card_limits, face_summary, write_html_report
 
 AUS = ["AU01_p", "AU04_p", "AU12_p"]
 EMOS = ["emo_neutral", "emo_happiness", "emo_sadness"]

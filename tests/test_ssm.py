@@ -1,4 +1,4 @@
-"""The SSM model (aufer.models.ssm): wiring of the logits, vocabularies, parameter groups and their learning rates,
+"""The SSM model (aufer.methods.ssm.model): wiring of the logits, vocabularies, parameter groups and their learning rates,
 the official checkpoint key map (fixture derived once from the official code), `aufer import ssm`, and a reduced
 SSM trained through the engine on fake BP4D + fake DFEW."""
 
@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from aufer import vocab
+from aufer.methods.ssm.vocab import ssm_prior
 from aufer.models import create_model
-from aufer.models.io import CheckpointError, load_model
+from aufer.models import CheckpointError, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # a reduced CLIP whose widths are multiples of 64, so that OpenAI's rule (heads = width / 64) reads them back
@@ -52,7 +53,7 @@ def test_logits_are_head_plus_scaled_similarity_and_smoothed():
     pairs = raw.reshape(2, 8, 2, -1)
     torch.testing.assert_close(out["au"], (pairs.sum(2, keepdim=True) / 5).expand_as(pairs).reshape_as(raw))  # smoother at init
     torch.testing.assert_close(out["au_sim"], 0.1 * sim_a)
-    torch.testing.assert_close(out["map_au2emo"], torch.tensor(vocab.ssm_prior("DISFA", 7), dtype=torch.float32), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["map_au2emo"], torch.tensor(ssm_prior("DISFA", 7), dtype=torch.float32), atol=1e-6, rtol=0)
     assert out["au"].shape == (2, 16, 8) and out["expr"].shape == (2, 7) and m.aus == vocab.dataset_aus("DISFA")
     # the AU temporal net is local: a frame's features depend on its neighbours only after training moves γ
     torch.testing.assert_close(h, f)
@@ -105,7 +106,7 @@ def test_lite_minilm_variant_is_offline_and_labelled():
     g = m.param_groups()
     assert {id(p) for p in g["visual"]} == {id(p) for p in m.visual.trunk.parameters()}
     assert id(m.visual.proj.weight) in {id(p) for p in g["heads"]}  # the new projection is not "pretrained"
-    from aufer.models.ssm_official import official_key_map
+    from aufer.methods.ssm.official import official_key_map
 
     with pytest.raises(ValueError, match="CLIP vision and text"):
         official_key_map(m)
@@ -119,14 +120,14 @@ def _fake_official(ds: str) -> dict[str, torch.Tensor]:
         for short, alias in (("mlp.shared_fc1.", "mlp.shared_expert.0."), ("mlp.shared_fc2.", "mlp.shared_expert.2.")):
             if short in k:
                 sd[k.replace(short, alias)] = sd[k]
-    prior = torch.tensor(vocab.ssm_prior(ds, 7), dtype=torch.float32)
+    prior = torch.tensor(ssm_prior(ds, 7), dtype=torch.float32)
     sd.update(init_map=prior, row_targets_au2emo=prior.sum(1), row_targets_emo2au=prior.sum(0))
     return sd
 
 
 @pytest.mark.parametrize("ds", ["bp4d", "disfa"])
 def test_every_official_tensor_lands_in_one_aufer_tensor_and_back(ds):
-    from aufer.models.ssm_official import from_official_state_dict, official_key_map, to_official_state_dict
+    from aufer.methods.ssm.official import from_official_state_dict, official_key_map, to_official_state_dict
 
     sd = _fake_official(ds)
     m = from_official_state_dict(sd, f"{ds}_dfew")
@@ -150,7 +151,7 @@ def test_every_official_tensor_lands_in_one_aufer_tensor_and_back(ds):
 
 
 def test_official_state_dict_errors_name_the_keys():
-    from aufer.models.ssm_official import from_official_state_dict
+    from aufer.methods.ssm.official import from_official_state_dict
 
     sd = _fake_official("disfa")
     bad = dict(sd)
@@ -172,7 +173,7 @@ class RecorderMeter:  # stands in for the object the official train.py pickles b
 
 
 def test_import_cli_converts_an_official_checkpoint(tmp_path):
-    from aufer.models.ssm_official import to_official_state_dict
+    from aufer.methods.ssm.official import to_official_state_dict
 
     m = tiny_ssm("ssm.bp4d_clip").eval()
     with torch.no_grad():
@@ -240,8 +241,8 @@ def test_reduced_ssm_trains_through_the_engine_on_fake_bp4d_and_dfew(tmp_path):
 
 
 def test_tsp_and_dpm_ablations():
-    from aufer.losses import LossContext
-    from aufer.losses_ssm import ssm_loss
+    from aufer.training.losses import LossContext
+    from aufer.methods.ssm.loss import ssm_loss
 
     x = _clips()
     full = tiny_ssm().eval()
@@ -261,14 +262,14 @@ def test_tsp_and_dpm_ablations():
     expr_batch = {"expr": torch.tensor([0, 3])}
     res = ssm_loss(c, c, au_batch, expr_batch, ctx=LossContext(epoch=3))
     assert res["loss_l3"] == 0 and res["loss_l4"] == 0 and res["loss_l1"] > 0 and torch.isfinite(res["loss"])
-    from aufer.models.ssm_official import official_key_map
+    from aufer.methods.ssm.official import official_key_map
 
     with pytest.raises(ValueError, match="full model"):
         official_key_map(no_dpm)
 
 
 def test_load_model_reads_a_training_run_folder(tmp_path):
-    from aufer.models.io import save_model
+    from aufer.models import save_model
 
     m = tiny_ssm().eval()
     save_model(m, tmp_path / "run" / "best")

@@ -1,4 +1,4 @@
-"""SSM's 4-term loss, its per-epoch loss normaliser and ramp, and its mixup step (aufer.losses_ssm)."""
+"""SSM's 4-term loss, its per-epoch loss normaliser and ramp, and its mixup step (aufer.methods.ssm.loss)."""
 
 import math
 
@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aufer.engine.steps import StepContext
-from aufer.losses import LossContext, masked_bce
-from aufer.losses_ssm import LOSSES_SSM, STEPS_SSM, batch_mixup, ssm_loss, ssm_ramp, ssm_step
+from aufer.training.steps import StepContext
+from aufer.training.losses import LossContext, masked_bce
+from aufer.methods.ssm.loss import batch_mixup, ssm_loss, ssm_ramp, ssm_step
+from aufer.training import LOSSES, STEPS
 
 B, T, A, E = 3, 4, 5, 6
 EPS = 1e-8
@@ -278,7 +279,7 @@ def test_single_task_steps_and_the_loop():
     assert torch.isfinite(out["loss"]) and out["loss_l2"] == 0 and out["loss_l1"] > 0
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ctx.loss.state.clear()
-    means = train_one_epoch(model, [(au, ex), (au, None), (None, ex)], STEPS_SSM["ssm"], LOSSES_SSM["ssm"], opt,
+    means = train_one_epoch(model, [(au, ex), (au, None), (None, ex)], STEPS["ssm"], LOSSES["ssm"], opt,
                             ctx=ctx, epoch=1, clip_grad=1.0)
     assert set(means) == {"loss", "loss_l1", "loss_l2", "loss_l3", "loss_l4", "ramp"}
     assert all(math.isfinite(v) for v in means.values())

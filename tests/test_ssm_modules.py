@@ -1,4 +1,4 @@
-"""SSM's building blocks (aufer.models.ssm_modules): DPM invariants, the MoE FFN, the temporal nets' official
+"""SSM's building blocks (aufer.methods.ssm.modules): DPM invariants, the MoE FFN, the temporal nets' official
 initialisation and the frame-pair smoother."""
 
 import math
@@ -9,13 +9,14 @@ import torch
 import torch.nn as nn
 
 from aufer import vocab
-from aufer.models.ssm_modules import (NEUTRAL, DynamicPriorMapping, LocalFrameAttention, MoEFFN, PairSmoother,
+from aufer.methods.ssm.vocab import ssm_prior
+from aufer.methods.ssm.modules import (NEUTRAL, DynamicPriorMapping, LocalFrameAttention, MoEFFN, PairSmoother,
                                       TemporalTransformerAll, TemporalTransformerCls)
 
 
 @pytest.mark.parametrize("ds,n", [("BP4D", 7), ("BP4D", 11), ("DISFA", 7), ("DISFA", 11)])
 def test_dpm_maps_equal_the_prior_at_zero_delta(ds, n):
-    p = torch.tensor(vocab.ssm_prior(ds, n), dtype=torch.float32)
+    p = torch.tensor(ssm_prior(ds, n), dtype=torch.float32)
     a2e, e2a = DynamicPriorMapping(p).maps()
     assert a2e.shape == p.shape and e2a.shape == p.t().shape
     torch.testing.assert_close(a2e, p, atol=1e-6, rtol=0)
@@ -23,7 +24,7 @@ def test_dpm_maps_equal_the_prior_at_zero_delta(ds, n):
 
 
 def test_dpm_keeps_row_mass_and_fixes_neutral_under_any_delta():
-    p = torch.tensor(vocab.ssm_prior("BP4D", 7), dtype=torch.float32)
+    p = torch.tensor(ssm_prior("BP4D", 7), dtype=torch.float32)
     dpm = DynamicPriorMapping(p)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -39,7 +40,7 @@ def test_dpm_keeps_row_mass_and_fixes_neutral_under_any_delta():
 
 
 def test_dpm_gradients_reach_deltas_but_not_neutral_entries():
-    p = torch.tensor(vocab.ssm_prior("DISFA", 7), dtype=torch.float32)
+    p = torch.tensor(ssm_prior("DISFA", 7), dtype=torch.float32)
     dpm = DynamicPriorMapping(p)
     t_e, t_a = torch.nn.functional.normalize(torch.randn(7, 16), dim=-1), torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
     out = dpm(t_e, t_a)
@@ -52,7 +53,7 @@ def test_dpm_gradients_reach_deltas_but_not_neutral_entries():
 
 
 def test_dpm_mixing_at_init_is_prior_weighted_sum():
-    p = torch.tensor(vocab.ssm_prior("BP4D", 7), dtype=torch.float32)
+    p = torch.tensor(ssm_prior("BP4D", 7), dtype=torch.float32)
     dpm = DynamicPriorMapping(p)
     g = torch.Generator().manual_seed(1)
     t_e = torch.nn.functional.normalize(torch.randn(7, 8, generator=g), dim=-1)

@@ -1,4 +1,4 @@
-"""SSM's text side (aufer.models.ssm_text): CLIP tokeniser, fixed texts, prompt learners, text towers. Offline, CPU.
+"""SSM's text side (aufer.methods.ssm.text): CLIP tokeniser, fixed texts, prompt learners, text towers. Offline, CPU.
 
 The CLIP token ids hard-coded below are what OpenAI's ``clip.tokenize`` (SSM's vendored copy @ 978d79a) gives; the
 full comparison with the official tokenizer and TextEncoder is an out-of-suite check (see the module docstring).
@@ -7,7 +7,7 @@ full comparison with the official tokenizer and TextEncoder is an out-of-suite c
 import pytest
 import torch
 
-from aufer.models.ssm_text import (CLIP_EOT, CLIP_SOS, ClipTextEncoder, MiniLMPromptLearner, MiniLMTextEncoder,
+from aufer.methods.ssm.text import (CLIP_EOT, CLIP_SOS, ClipTextEncoder, MiniLMPromptLearner, MiniLMTextEncoder,
                                    PromptLearner, clip_prompt_learner, clip_tokenize, clip_tokenizer, minilm_tokenize,
                                    ssm_texts)
 

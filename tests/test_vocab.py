@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from aufer import vocab
+from aufer.methods.ssm.vocab import ssm_prior
+from aufer.methods.au_dfer.vocab import au_dfer_pos_weight, au_dfer_weights
 
 
 def test_reference_files_carry_provenance():
@@ -39,7 +41,7 @@ def test_emotion_sets():
 
 @pytest.mark.parametrize("ds,n", [("BP4D", 7), ("BP4D", 11), ("DISFA", 7), ("DISFA", 11)])
 def test_ssm_prior_structure(ds, n):
-    p = vocab.ssm_prior(ds, n)
+    p = ssm_prior(ds, n)
     assert p.shape == (n, len(vocab.dataset_aus(ds)))
     assert set(np.unique(p)) <= {0.02, 1.0}
     assert (p[vocab.emotions(n).index("neutral")] == 0.02).all()
@@ -57,12 +59,12 @@ def test_ckplus_prior_and_missing_aus():
 
 
 def test_au_dfer_tables():
-    w, emos, aus = vocab.au_dfer_weights("DFEW")
+    w, emos, aus = au_dfer_weights("DFEW")
     assert w.shape == (7, 18) and len(aus) == 18 and emos[0] == "happiness"
-    v, _, _ = vocab.au_dfer_weights("DFEW_former_dfer_variant")
+    v, _, _ = au_dfer_weights("DFEW_former_dfer_variant")
     assert np.allclose(sorted(map(tuple, w)), sorted(map(tuple, v)))  # same rows, permuted
-    assert vocab.au_dfer_pos_weight("global").shape == (18,)
-    minor = vocab.au_dfer_pos_weight("minor")
+    assert au_dfer_pos_weight("global").shape == (18,)
+    minor = au_dfer_pos_weight("minor")
     assert (minor[emos.index("happiness")] == 1).all() and not (minor[emos.index("disgust")] == 1).all()
 
 

@@ -29,7 +29,7 @@ def main():
 
     from aufer.demo import HAPPY, NEUTRAL, _eval_set, demo_recipe, engine_recipe, prepare_data, read_demo_recipe
     from aufer.demo.metrics import clip_au_probability, smile_pair_share
-    from aufer.models.io import load_model
+    from aufer.models import load_model
     from aufer.demo.data import StageProgress
     from aufer.engine.runner import fit
     from aufer.store import FaceStore

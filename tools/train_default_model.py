@@ -73,7 +73,8 @@ def main():
     from aufer.demo import run_demo
     from aufer.demo.data import DemoSettings, synth_excluded
     from aufer.engine.recipe import build_section
-    from aufer.models.io import DEFAULT_MODEL, load_model, save_model
+    from aufer.models import load_model, save_model
+    from aufer.models.shipped import DEFAULT_MODEL
 
     out = Path(args.out)
     from aufer.demo import demo_recipe

@@ -7,11 +7,13 @@ Quick use::
     df = aufer.detect("video.mp4", model)                   # one row per frame and face (pandas)
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 _LAZY = {
-    "detect": ("aufer.predict", "predict"),
-    "load_model": ("aufer.models.io", "load_model"),
+    "detect": ("aufer.predict.rows", "predict"),
+    "load_model": ("aufer.models", "load_model"),
     "create_model": ("aufer.models", "create_model"),
     "list_models": ("aufer.models", "list_models"),
     "FacePipeline": ("aufer.faces.pipeline", "FacePipeline"),
@@ -21,10 +23,9 @@ __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name):
-    """Import the public entry points on first use (keeps ``import aufer`` light)."""
+    """Import the public entry points on first use (keeps ``import aufer`` light: the command line answers
+    ``--version`` and checks its inputs before PyTorch is imported)."""
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'aufer' has no attribute {name!r}")

@@ -7,18 +7,34 @@ shows the traceback of user errors too.
 
 Multi-GPU and multi-node training use torchrun's standard launcher, e.g.
 ``torchrun --nproc-per-node 4 -m aufer train RECIPE``.
+
+Imports: aufer's modules that need no PyTorch are imported at the top; those that import PyTorch, transformers,
+MediaPipe or pandas are imported inside the command that needs them (marked ``# heavy``), so that ``aufer
+--version`` and a bad ``aufer predict`` input answer before PyTorch loads (``benchmarks/cli_start.py``). Per-method
+behaviour comes from the registries the methods fill (``aufer import NAME``: ``IMPORTERS``; ``aufer evaluate
+--released NAME``: ``EVALUATORS``), never from a branch here.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import sys
+import typing
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from aufer import __version__
+from aufer._runtime import tune_allocator
+from aufer.media import MediaError
+from aufer.predict.cli import PredictOptions, run_predict
+from aufer.predict.jobs import OptionError, OutputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aufer: facial Action Units and expressions from images and video.")
@@ -38,9 +54,7 @@ _DEBUG = {"on": False}
 
 def _print_version(value: bool) -> None:
     if value:
-        import aufer  # noqa: PLC0415
-
-        out.print(f"aufer {aufer.__version__}", highlight=False)
+        out.print(f"aufer {__version__}", highlight=False)
         raise typer.Exit()
 
 
@@ -58,32 +72,32 @@ def _fail(msg: str) -> None:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean a user mistake (one line, exit code 2)."""
-    from aufer.engine.recipe import RecipeError  # noqa: PLC0415
-    from aufer.engine.runner import TrainingError  # noqa: PLC0415
-    from aufer.engine.state import StateError  # noqa: PLC0415
-    from aufer.media import MediaError  # noqa: PLC0415
-    from aufer.models.io import CheckpointError  # noqa: PLC0415
-    from aufer.readers.records import LayoutError  # noqa: PLC0415
-    from aufer.store import StoreError  # noqa: PLC0415
+    from aufer.engine.recipe import RecipeError  # noqa: PLC0415  heavy (torch)
+    from aufer.engine.runner import TrainingError  # noqa: PLC0415  heavy (torch)
+    from aufer.engine.state import StateError  # noqa: PLC0415  heavy (torch)
+    from aufer.models import CheckpointError  # noqa: PLC0415  heavy (torch)
+    from aufer.readers.records import LayoutError  # noqa: PLC0415  heavy (pandas)
+    from aufer.store import StoreError  # noqa: PLC0415  heavy (pandas)
 
     return (UserError, RecipeError, TrainingError, StateError, MediaError, CheckpointError, LayoutError, StoreError)
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    torch = sys.modules.get("torch")  # nothing ran out of GPU memory if PyTorch was never imported
+    return torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)
+
+
 def _guard(fn, *args, **kwargs):
     """Run ``fn``; user errors become one line and exit code 2 (``--debug``: the traceback)."""
-    import torch  # noqa: PLC0415
-
     try:
         return fn(*args, **kwargs)
-    except user_errors() as e:
-        if _DEBUG["on"]:
+    except Exception as e:
+        if _DEBUG["on"] or not (isinstance(e, user_errors()) or _out_of_memory(e)):
             raise
+        if _out_of_memory(e):
+            _fail("CUDA out of memory: lower data.au.batch_size / data.expr.batch_size (e.g. --set "
+                  "data.au.batch_size=4) and keep the effective batch with --set train.accumulate=2")
         _fail(str(e))
-    except torch.cuda.OutOfMemoryError:
-        if _DEBUG["on"]:
-            raise
-        _fail("CUDA out of memory: lower data.au.batch_size / data.expr.batch_size (e.g. --set data.au.batch_size=4) "
-              "and keep the effective batch with --set train.accumulate=2")
 
 
 @app.command()
@@ -98,7 +112,7 @@ def demo(
     """Train the joint AU + expression model on the bundled faces (real photos + SYNTHETIC FACS-warp data),
     report test metrics of held-out people, and analyse the bundled video."""
     def run():
-        from aufer.demo import run_demo  # noqa: PLC0415
+        from aufer.demo import run_demo  # noqa: PLC0415  heavy (torch)
 
         if config is not None and not config.is_file():
             raise UserError(f"{config}: no such recipe file")
@@ -140,9 +154,6 @@ def predict(
     """Analyse images, folders and videos: one row per frame and face with AU probabilities (AUxx_p), presence
     (AUxx_c), emotion probabilities (emo_*), head pose and landmarks (columns: docs/output_schema.md); writes a
     table, a metadata sidecar (<output>.json), a figure and an HTML report per input."""
-    from aufer.jobs import OptionError, OutputError  # noqa: PLC0415
-    from aufer.predict_cli import PredictOptions, run_predict  # noqa: PLC0415
-
     opts = PredictOptions(model=model, out=output, out_dir=out_dir, fmt=fmt, plot=plot, report=report,
                           overlay=overlay, landmarks=landmarks, batch_size=batch_size, max_faces=max_faces,
                           min_face_score=min_face_score, detector_range=detector_range, threshold=threshold,
@@ -171,8 +182,9 @@ def prepare(
 ):
     """Detect, align and crop every frame of a dataset once into a face store (resumable: rerun the same
     command after an interruption and it does only what is left)."""
-    from aufer.store.prepare import prepare as run_prepare  # noqa: PLC0415
-    from aufer.readers import read_dataset  # noqa: PLC0415
+    from aufer.readers import READERS, read_dataset  # noqa: PLC0415  heavy (pandas)
+    from aufer.store.prepare import prepare as run_prepare  # noqa: PLC0415  heavy (MediaPipe)
+
     kw = {}
     if frames:
         kw["frames"] = frames
@@ -181,8 +193,6 @@ def prepare(
     try:
         if not root.exists():
             raise UserError(f"{root}: no such file or folder; pass the dataset root as distributed with --root")
-        from aufer.readers import READERS  # noqa: PLC0415
-
         if dataset.strip().lower() not in {k.lower() for k in READERS}:
             raise UserError(f"unknown dataset {dataset!r}; known: {', '.join(READERS)}")
         records = read_dataset(dataset, root, **kw)
@@ -215,14 +225,24 @@ def label_aus(
     """Write per-frame AU pseudo-labels into an expression store (AU-DFER's clip AU labels; recipes read them with
     data.expr.au_pseudo = frames | clip_mean | clip_count). Resumable: rerun the same command after an interruption."""
     def run():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
-
-        from aufer.store.au_labels import label_store_from_openface, label_store_with_model  # noqa: PLC0415
+        from aufer.models import load_model  # noqa: PLC0415  heavy (torch)
+        from aufer.models.weights import resolve_checkpoint  # noqa: PLC0415  heavy (torch)
+        from aufer.predict.label_aus import label_store_with_model  # noqa: PLC0415  heavy (torch)
+        from aufer.store.au_labels import label_store_from_openface  # noqa: PLC0415  heavy (pandas)
 
         if (model is None) == (openface is None):
             raise UserError("give exactly one label source: --model RUN (an AU model) or --openface DIR (CSVs)")
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+        net, weights = None, None
+        if model is not None:
+            if not store.is_file():
+                raise UserError(f"{store}: no such store; make it with `aufer prepare DATASET --root ... --out {store}`")
+            try:
+                weights = resolve_checkpoint(model)[0]  # a run folder: its selected best.safetensors
+                net = load_model(weights)
+            except FileNotFoundError as e:
+                raise UserError(f"--model {model}: {e}") from None
         with Progress(TextColumn(f"labelling {store.name}"), BarColumn(), MofNCompleteColumn(), console=err,
                       disable=not err.is_terminal) as bar:
             task = bar.add_task("", total=None)
@@ -231,8 +251,8 @@ def label_aus(
                 bar.update(task, completed=done, total=total)
             try:
                 if model is not None:
-                    rep = label_store_with_model(store, model, batch_size=batch_size, device=device, replace=replace,
-                                                 progress=tick)
+                    rep = label_store_with_model(store, net, batch_size=batch_size, device=device, replace=replace,
+                                                 progress=tick, model_path=weights)
                 else:
                     rep = label_store_from_openface(store, openface, replace=replace, progress=tick)
             except FileNotFoundError as e:
@@ -253,7 +273,7 @@ def label_aus(
 
 
 def _recipe(path: Path, sets: list[str] | None):
-    from aufer.engine.recipe import load  # noqa: PLC0415
+    from aufer.engine.recipe import load  # noqa: PLC0415  heavy (torch)
 
     return load(path, sets or [])
 
@@ -269,20 +289,18 @@ def train(
 ):
     """Train a recipe on one fold (pair), select the checkpoint on validation, evaluate it on test once."""
     def run():
-        from aufer.engine import build as B  # noqa: PLC0415
-        from aufer.engine.runner import fit  # noqa: PLC0415
+        from aufer.engine.build import fold_name, parse_fold  # noqa: PLC0415  heavy (torch)
+        from aufer.engine.runner import fit  # noqa: PLC0415  heavy (torch)
 
         r = _recipe(recipe, sets)
-        folds = B.parse_fold(r, fold)
-        target = out_dir or Path("runs") / r.name / B.fold_name(folds)
+        folds = parse_fold(r, fold)
+        target = out_dir or Path("runs") / r.name / fold_name(folds)
         m = fit(r, target, fold=fold, resume=resume, device=device, console=out)
         _print_metrics(m, target)
     _guard(run)
 
 
 def _print_metrics(m: dict, target: Path) -> None:
-    import os  # noqa: PLC0415
-
     if int(os.environ.get("RANK", "0")) != 0:
         return
     parts = []
@@ -299,34 +317,33 @@ def evaluate(
     split: str = typer.Option("test", help="val or test"),
     checkpoint: str = typer.Option("best", help="best (selected) or last"),
     flip: bool = typer.Option(False, help="test-time flip averaging (labelled _flip; the benchmark protocols do not use it)"),
-    released: bool = typer.Option(False, "--released", help="also SSM's released AU evaluator: threshold and temporal "
-                                  "vote searched on the scored labels (labelled test-tuned; metrics_<split>_<checkpoint>_released.json)"),
+    released: Optional[str] = typer.Option(None, "--released", metavar="NAME",
+                                           help="also a method's released evaluator (ssm: SSM's AU evaluator, threshold "
+                                                "and temporal vote searched on the scored labels, labelled test-tuned; "
+                                                "metrics_<split>_<checkpoint>_released.json)"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
 ):
     """Recompute a run's metrics from a checkpoint; writes metrics_<split>_<checkpoint>.json and Parquet
     predictions (per frame and per clip) from which every metric can be recomputed."""
     def run():
-        from aufer.engine.runner import evaluate_run  # noqa: PLC0415
+        from aufer.engine.runner import evaluate_run  # noqa: PLC0415  heavy (torch)
+        from aufer.training import EVALUATORS  # noqa: PLC0415  heavy (torch)
 
+        evaluator = None
+        if released is not None:
+            if released.lower() not in EVALUATORS:
+                raise UserError(f"--released {released}: no such evaluator; known: {', '.join(EVALUATORS.names())}")
+            evaluator = EVALUATORS[released.lower()]
         res = evaluate_run(run_dir, split=split, checkpoint=checkpoint, flip=flip, device=device)
         parts = [f"{k} {v[k]:.3f}" for v in res["metrics"].values() for k in ("au_f1_mean", "uar", "war")
                  if v.get(k) is not None]
         out.print(f"{run_dir} {split} ({checkpoint}{', flip TTA' if flip else ''}): " + ", ".join(parts))
-        if released:
-            from aufer.engine.released import evaluate_released  # noqa: PLC0415
-
+        if evaluator is not None:
             try:
-                rel = evaluate_released(run_dir, split=split, checkpoint=checkpoint, flip=flip)
+                rel = evaluator.evaluate(run_dir, split, checkpoint, flip)
             except (FileNotFoundError, ValueError) as e:
-                raise UserError(f"--released: {e}") from e
-            a, e = rel["au"] or {}, rel["expr"] or {}
-            parts = [f"au_f1_mean {a['au_f1_mean']:.3f} (threshold {a['threshold']:.2f}, K {a['half_window']}, "
-                     f"votes {a['required_votes']}/{a['window']}; 0.5 without vote: {a['au_f1_mean_at_0.5_no_vote']:.3f})"] if a else []
-            if a.get("au_auc_mean") is not None:
-                parts.append(f"au_auc_mean {a['au_auc_mean']:.3f}")
-            parts += [f"{k} {e[k]:.3f}" for k in ("uar", "war") if e.get(k) is not None]
-            out.print(f"{run_dir} {split} ({checkpoint}) SSM released evaluator, {rel['label']} "
-                      f"(tuned on the scored labels): " + ", ".join(parts))
+                raise UserError(f"--released {released}: {e}") from e
+            out.print(evaluator.summary(rel))
     _guard(run)
 
 
@@ -340,7 +357,7 @@ def experiment(
     """Run every fold (pair) of the recipe's protocol (finished folds are skipped, interrupted ones resumed)
     and write a paper-style table: summary.md, summary.csv, summary.json."""
     def run():
-        from aufer.engine.experiment import run_experiment  # noqa: PLC0415
+        from aufer.engine.experiment import run_experiment  # noqa: PLC0415  heavy (torch)
 
         r = _recipe(recipe, sets)
         target = out_dir or Path("runs") / r.name
@@ -358,7 +375,7 @@ def table(
 ):
     """Several experiments side by side (rows = methods, columns = AUs and metrics, in %)."""
     def run():
-        from aufer.engine.experiment import compare, load_published  # noqa: PLC0415
+        from aufer.engine.experiment import compare, load_published  # noqa: PLC0415  heavy (torch)
 
         tab, md = compare(experiments, load_published(published) if published else None, std=std)
         typer.echo(md)
@@ -370,43 +387,89 @@ def table(
     _guard(run)
 
 
-@app.command("import")
+def importer_options(importer) -> dict[str, inspect.Parameter]:
+    """The command-line options of an importer: the keyword-only parameters of its ``convert`` (annotations
+    evaluated), by name."""
+    sig = inspect.signature(importer.convert, eval_str=True)
+    return {n: p for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _option_help(p: inspect.Parameter) -> str:
+    choices = typing.get_args(p.annotation) if typing.get_origin(p.annotation) is typing.Literal else ()
+    value = "|".join(map(str, choices)) if choices else getattr(p.annotation, "__name__", "VALUE").upper()
+    flag = f"--{p.name.replace('_', '-')} {value}"
+    return flag if p.default is inspect.Parameter.empty else f"[{flag}, default {p.default}]"
+
+
+def parse_importer_args(name: str, importer, args: list[str]) -> dict:
+    """``--dataset BP4D --k 5`` → ``{"dataset": "BP4D", "k": 5}`` by the importer's options: a ``Literal`` lists
+    the choices (matched case-insensitively, given back in their own spelling), ``int`` / ``float`` convert, an
+    option without default is required.
+
+    Raises:
+        UserError: an unknown, missing, repeated or malformed option, a value outside the choices.
+    """
+    opts = importer_options(importer)
+    usage = " ".join(_option_help(p) for p in opts.values())
+    given: dict = {}
+    it = iter(args)
+    for tok in it:
+        key = tok[2:].replace("-", "_") if tok.startswith("--") else None
+        value = None
+        if key is not None and "=" in key:
+            key, value = key.split("=", 1)
+        if key not in opts:
+            raise UserError(f"aufer import {name}: unexpected {tok!r}; its options: {usage or 'none'}")
+        if key in given:
+            raise UserError(f"aufer import {name}: --{key} given twice")
+        if value is None:
+            value = next(it, None)
+            if value is None:
+                raise UserError(f"aufer import {name}: --{key} needs a value ({_option_help(opts[key])})")
+        p = opts[key]
+        choices = typing.get_args(p.annotation) if typing.get_origin(p.annotation) is typing.Literal else ()
+        if choices:
+            match = [c for c in choices if str(c).lower() == value.lower()]
+            if not match:
+                raise UserError(f"aufer import {name}: --{key} must be one of {', '.join(map(str, choices))}, not "
+                                f"{value!r}")
+            given[key] = match[0]
+        elif p.annotation in (int, float):
+            try:
+                given[key] = p.annotation(value)
+            except ValueError:
+                raise UserError(f"aufer import {name}: --{key} takes a number, not {value!r}") from None
+        else:
+            given[key] = value
+    missing = [n for n, p in opts.items() if p.default is inspect.Parameter.empty and n not in given]
+    if missing:
+        raise UserError(f"aufer import {name} needs {' '.join(_option_help(opts[n]) for n in missing)}")
+    return given
+
+
+@app.command("import", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def import_checkpoint(
-    method: str = typer.Argument(..., help="the method whose official checkpoint this is: mdhr or ssm"),
+    ctx: typer.Context,
+    method: str = typer.Argument(..., help="the method whose official checkpoint this is (`aufer models` lists the "
+                                          "importers and their options: mdhr, ssm, ...)"),
     checkpoint: Path = typer.Argument(..., help="the .pth file the official code saved"),
     out_dir: Path = typer.Option(..., "--out", help="folder to write model.safetensors + model.json into"),
-    dataset: Optional[str] = typer.Option(None, help="MDHR: BP4D | DISFA"),
-    backbone: Optional[str] = typer.Option(None, help="MDHR: resnet50 | swin_b"),
-    k: int = typer.Option(5, help="MDHR: frames pooled by the temporal average of MFD (the official default 5)"),
-    pair: Optional[str] = typer.Option(None, help="SSM: bp4d_dfew | bp4d_ferv39k | bp4d_mafw | disfa_dfew | "
-                                                  "disfa_ferv39k | disfa_mafw"),
 ):
     """Convert an official checkpoint into an aufer model folder (tensors only, no code is loaded), which
-    `aufer evaluate`, `aufer predict --model` and `aufer.load_model` read."""
-    from aufer.models.io import save_model  # noqa: PLC0415
-
+    `aufer evaluate`, `aufer predict --model` and `aufer.load_model` read. Each method's importer takes its own
+    options after the checkpoint, e.g. `aufer import mdhr best.pth --out models/mdhr --dataset BP4D --backbone
+    resnet50` or `aufer import ssm ssm.pth --out models/ssm --pair bp4d_dfew`; `aufer models` lists them."""
     def run():
+        from aufer.models import IMPORTERS, save_model  # noqa: PLC0415  heavy (torch)
+
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"--out {out_dir} is a file; give a folder")
         name = method.lower()
-        if name == "mdhr":
-            if (dataset or "").upper() not in ("BP4D", "DISFA") or (backbone or "").lower() not in ("resnet50", "swin_b"):
-                raise UserError(f"aufer import mdhr needs --dataset BP4D|DISFA and --backbone resnet50|swin_b, not "
-                                f"{dataset!r} / {backbone!r}")
-            from aufer.models.mdhr import from_official_state_dict  # noqa: PLC0415
-
-            model = from_official_state_dict(checkpoint, dataset.upper(), backbone.lower(), k=k)
-            source = "official MDHR code (github.com/CVI-SZU/MDHR)"
-        elif name == "ssm":
-            from aufer.models.ssm_official import PAIRS, from_official_state_dict  # noqa: PLC0415
-
-            if pair not in PAIRS:
-                raise UserError(f"aufer import ssm needs --pair, one of {', '.join(PAIRS)}; not {pair!r}")
-            model = from_official_state_dict(checkpoint, pair)
-            source = "official SSM code (github.com/MSA-LMC/SSM)"
-        else:
-            raise UserError(f"no importer for {method!r}; known: mdhr, ssm")
-        path = save_model(model, out_dir / "model", extra={"imported_from": str(checkpoint), "source": source})
+        if name not in IMPORTERS:
+            raise UserError(f"no importer for {method!r}; known: {', '.join(IMPORTERS.names())}")
+        importer = IMPORTERS[name]
+        model = importer.convert(checkpoint, **parse_importer_args(name, importer, list(ctx.args)))
+        path = save_model(model, out_dir / "model", extra={"imported_from": str(checkpoint), "source": importer.source})
         out.print(f"{checkpoint} → {path} ({model.config['name']}, {len(model.aus)} AUs"
                   f"{f', {len(model.emotions)} emotions' if model.emotions else ''})", highlight=False)
     _guard(run)
@@ -414,12 +477,22 @@ def import_checkpoint(
 
 @app.command()
 def models():
-    """List the registered models and their tagged variants (``arch.tag``), and the shipped default model."""
-    from aufer.models import list_models  # noqa: PLC0415
-    from aufer.models.io import DEFAULT_MODEL, default_model_path, model_card  # noqa: PLC0415
+    """List the registered models and their tagged variants (``arch.tag``), the official-checkpoint importers
+    (``aufer import NAME``) with their options, the released evaluators, and the shipped default model."""
+    from aufer.models import IMPORTERS, list_models  # noqa: PLC0415  heavy (torch)
+    from aufer.models.shipped import DEFAULT_MODEL, default_model_path, model_card  # noqa: PLC0415  heavy (torch)
+    from aufer.training import EVALUATORS  # noqa: PLC0415  heavy (torch)
 
     for name in list_models(tags=True):
         out.print(name)
+    for name in IMPORTERS.names():
+        imp = IMPORTERS[name]
+        opts = " ".join(_option_help(p) for p in importer_options(imp).values())
+        out.print(f"importer: aufer import {name} CKPT --out DIR {opts} — {imp.help} (from {imp.source})",
+                  highlight=False)
+    for name in EVALUATORS.names():
+        out.print(f"released evaluator: aufer evaluate RUN --released {name} ({EVALUATORS[name].label})",
+                  highlight=False)
     try:
         weights = default_model_path()
         card = (model_card(weights) or "").splitlines()
@@ -431,15 +504,11 @@ def models():
 @app.command()
 def version():
     """Print aufer's version."""
-    import aufer  # noqa: PLC0415
-
-    out.print(aufer.__version__)
+    out.print(__version__)
 
 
 def main() -> None:
     """Console entry point."""
-    from aufer._runtime import tune_allocator  # noqa: PLC0415
-
     tune_allocator()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:

@@ -16,8 +16,10 @@ five alignment points and the optional full mesh.
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from aufer import vocab
@@ -134,8 +136,6 @@ def csv_read_options(header: Sequence[str]) -> dict:
 def read_table(path, columns: Sequence[str] | None = None):
     """A prediction table written by :func:`aufer.predict.predict_to_file` (CSV or Parquet) as a DataFrame,
     text columns kept as text; ``columns`` reads only those."""
-    import csv  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
 
     import pandas as pd  # noqa: PLC0415
 

@@ -27,9 +27,9 @@ import numpy as np
 __all__ = [
     "data_path", "read_json",
     "reference", "normalisation", "au_names", "au_name", "au_code", "au_region", "emotions", "EMOTIONS_7", "EMOTIONS_11",
-    "canonical_emotion", "dataset_aus", "openface_aus", "ssm_prior", "ssm_descriptions", "ckplus_prior",
-    "emfacs_prototypes", "au_dfer_weights", "au_dfer_pos_weight", "protocol",
-    "au_base_rates",
+    "canonical_emotion", "dataset_aus", "openface_aus", "ckplus_prior",
+    "emfacs_prototypes", "protocol",
+    "au_base_rates", "dataset_key",
 ]
 
 
@@ -120,7 +120,7 @@ def dataset_aus(dataset: str) -> tuple[int, ...]:
     if dataset.lower() == "openface":
         return openface_aus()
     protos = reference("protocols")
-    key = _dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict) and "aus" in v])
+    key = dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict) and "aus" in v])
     return tuple(int(a) for a in protos[key]["aus"])
 
 
@@ -155,25 +155,6 @@ def canonical_emotion(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- priors
-def ssm_prior(au_dataset: str, n_emotions: int = 7) -> np.ndarray:
-    """SSM's exact FACS prior, shape ``(E, A)``: 1.0 where FACS links the AU to the emotion, 0.02 elsewhere;
-    rows in :func:`emotions` order, columns in :func:`dataset_aus` order.
-
-    Source: github.com/MSA-LMC/SSM ``ssm/models/bp4d.py``, ``ssm/models/disfa.py`` (facs_priors.json).
-
-    Raises:
-        KeyError / ValueError: for an AU dataset other than BP4D/DISFA or ``n_emotions`` not 7 or 11.
-    """
-    emotions(n_emotions)
-    pri = reference("facs_priors")["ssm"]
-    return np.asarray(pri[_dataset_key(au_dataset, pri)][str(n_emotions)], dtype=np.float64)
-
-
-def ssm_descriptions(key: str) -> tuple[str, ...]:
-    """SSM's class descriptions fed to its text prompt learner: ``BP4D_7``, ``DISFA_7`` or ``MAFW_11``."""
-    return tuple(reference("facs_priors")["ssm_emotion_descriptions"][key])
-
-
 def ckplus_prior(emotion_list: Sequence[str], aus: Sequence[int], missing: float = float("nan")) -> np.ndarray:
     """Empirical P(AU active at the peak frame | emotion) over the 327 emotion-labelled CK+ sequences,
     shape ``(len(emotion_list), len(aus))``.
@@ -208,45 +189,11 @@ def emfacs_prototypes() -> dict[str, tuple[int, ...]]:
     return {canonical_emotion(k): tuple(v) for k, v in raw.items() if k != "status"}
 
 
-def au_dfer_weights(variant: str = "DFEW") -> tuple[np.ndarray, tuple[str, ...], tuple[int, ...]]:
-    """AU-DFER's emotion×AU weight matrix ``W`` (7, 18) with its emotion names (aufer spelling) and AU order.
-
-    ``variant``: ``DFEW`` (majority row assignment, M3DFEL/MAE-DFER), ``DFEW_former_dfer_variant`` (rows
-    permuted as in Former-DFER_AU/main_DFEW.py) or ``FERV39K_former_dfer``. The AU order is RECONSTRUCTED
-    (OpenFace 2.0 presence order; upstream code does not state it). Source: au_dfer.json.
-    """
-    ref = reference("au_dfer")
-    rows = ref["W"][variant]["rows"]
-    names = tuple(canonical_emotion(e) for e in ref["emotions"])
-    w = np.asarray([rows[e] for e in ref["emotions"]], dtype=np.float64)
-    return w, names, tuple(ref["au_order"])
-
-
-def au_dfer_pos_weight(option: str, dataset: str = "DFEW") -> np.ndarray:
-    """AU-DFER's BCE ``pos_weight``: ``global`` → (18,); ``distinct`` / ``minor`` → (7, 18), one row per emotion
-    in :func:`au_dfer_weights` order (``minor``: distinct rows for disgust/surprise/fear, ones elsewhere).
-
-    Source: au_dfer.json (transcribed from the AU-DFER code bases).
-    """
-    ref = reference("au_dfer")
-    pw = ref["pos_weight"]
-    if option == "global":
-        return np.asarray(pw["global"][dataset], dtype=np.float64)
-    distinct = np.asarray([pw["distinct"][dataset][e] for e in ref["emotions"]], dtype=np.float64)
-    if option == "distinct":
-        return distinct
-    if option == "minor":
-        minor = set(pw["minor"]["minor_classes"])
-        keep = np.array([e in minor for e in ref["emotions"]])[:, None]
-        return np.where(keep, distinct, 1.0)
-    raise ValueError(f"pos_weight option must be global, distinct or minor, not {option!r}")
-
-
 # ---------------------------------------------------------------------------------------------- protocols
 def protocol(dataset: str) -> dict:
     """Protocol facts of a benchmark (``BP4D``, ``DISFA``, ``DFEW``, ``FERV39K``, ``MAFW``) from protocols.json."""
     protos = reference("protocols")
-    return protos[_dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict)])]
+    return protos[dataset_key(dataset, [k for k, v in protos.items() if isinstance(v, dict)])]
 
 
 def au_base_rates(aus: Iterable[int], sources: Sequence[str] = ("BP4D", "DISFA")) -> dict[int, float]:
@@ -263,7 +210,8 @@ def au_base_rates(aus: Iterable[int], sources: Sequence[str] = ("BP4D", "DISFA")
     return out
 
 
-def _dataset_key(name: str, keys: Iterable[str]) -> str:
+def dataset_key(name: str, keys: Iterable[str]) -> str:
+    """The key of ``keys`` that spells ``name`` (case-insensitively); KeyError naming the known ones."""
     keys = list(keys)
     for k in keys:
         if k.lower() == name.lower():

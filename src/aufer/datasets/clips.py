@@ -10,6 +10,7 @@ from aufer.datasets.sampling import tsn_indices
 from aufer.datasets.transforms import ClipTransform
 from aufer.datasets.windows import resolve_transform
 from aufer.readers.records import ClipRecords
+from aufer.store.au_labels import pseudo_columns, pseudo_labels
 from aufer.store.facestore import FaceStore
 
 __all__ = ["ExprClipDataset"]
@@ -35,9 +36,9 @@ class ExprClipDataset(Dataset):
         aus: the AU columns of the ``au`` labels, to batch with AU windows of that vocabulary.
         au_labels: the ``au`` labels: ``"none"`` (all −1), or the AU pseudo-labels written by ``aufer label-aus``
             (:mod:`aufer.store.au_labels`): ``"frames"`` — per sampled frame, occurrence = stored value ≥ the
-            labelling threshold (0.5); ``"clip_mean"`` — :func:`aufer.au_pseudo.clip_labels_mean` of the stored
+            labelling threshold (0.5); ``"clip_mean"`` — :func:`aufer.store.clip_rules.clip_labels_mean` of the stored
             values (probabilities, or OpenFace presence) over all labelled frames of the clip, given to every
-            frame; ``"clip_count"`` — :func:`aufer.au_pseudo.clip_labels_count` of the per-frame occurrences
+            frame; ``"clip_count"`` — :func:`aufer.store.clip_rules.clip_labels_count` of the per-frame occurrences
             over all labelled frames, given to every frame. −1 where a frame (or every frame of the clip) is not
             labelled and for AUs of ``aus`` the labelling source lacks.
         out_size: output crop side (default: the store's); shorthand for ``transform.size``.
@@ -71,7 +72,6 @@ class ExprClipDataset(Dataset):
         self._lengths = np.array([int(seqs.at[c, "stored"]) for c in self._clips])
         self.au_labels, self._au_cols = au_labels, None
         if au_labels != "none":
-            from aufer.store.au_labels import pseudo_columns  # noqa: PLC0415
 
             self._au_cols, self._au_threshold = pseudo_columns(store, self.aus, au_labels)
 
@@ -98,7 +98,6 @@ class ExprClipDataset(Dataset):
         t = len(idx)
         au = np.full((t, len(self.aus)), -1, np.int64)
         if self._au_cols is not None:
-            from aufer.store.au_labels import pseudo_labels  # noqa: PLC0415
 
             au = pseudo_labels(self.store, str(self._clips[i]), idx, self._au_cols, self.au_labels, self._au_threshold)
         return make_item(crops, lms, au, int(self._labels[i]), detected=d["detected"], index=i)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-from aufer.datasets.batch import collate, make_item
+from aufer.datasets.batch import collate
 from aufer.datasets.clips import ExprClipDataset
 from aufer.datasets.transforms import ClipTransform, transform_clip
 from aufer.datasets.windows import AUWindowDataset

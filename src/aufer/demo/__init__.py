@@ -18,10 +18,24 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from aufer import synth
 from aufer.bundled import ATTRIBUTION, bundled_video
-from aufer.demo.data import HAPPY, NEUTRAL, DemoData, DemoSettings, StageProgress, prepare_data, split_identities
+from aufer.datasets.clips import ExprClipDataset
+from aufer.datasets.loaders import make_loader
+from aufer.demo.data import (HAPPY, NEUTRAL, DemoData, DemoSettings, StageProgress, prepare_data, split_identities,
+                             synth_excluded)
 from aufer.demo.metrics import held_out_metrics, real_photo_metrics
+from aufer.engine.loop import evaluate
+from aufer.engine.recipe import RecipeError, build_section, load, read
+from aufer.engine.runner import fit
+from aufer.media import video_info
+from aufer.models import load_model, save_model
+from aufer.predict import predict_to_csv
+from aufer.predict.report import plot_confusion, plot_history, plot_timeseries
+from aufer.store import FaceStore
 
 __all__ = ["run_demo", "demo_recipe", "read_demo_recipe", "engine_recipe", "DemoSettings", "DemoData", "split_identities", "prepare_data",
            "real_photo_metrics", "held_out_metrics", "HAPPY", "NEUTRAL"]
@@ -41,8 +55,6 @@ def read_demo_recipe(path: str | Path, overrides=()) -> tuple[dict, DemoSettings
     Raises:
         aufer.engine.recipe.RecipeError: a missing file, or a bad ``extra`` key or value.
     """
-    from aufer.demo.data import synth_excluded  # noqa: PLC0415
-    from aufer.engine.recipe import RecipeError, build_section, read  # noqa: PLC0415
 
     raw = read(path, overrides)
     settings = build_section(DemoSettings, raw.get("extra"), "extra")
@@ -58,7 +70,6 @@ def engine_recipe(path: str | Path, overrides, raw: dict, settings: DemoSettings
     """The validated engine recipe of a demo run over the given stores and split files; the model's input
     size defaults to the crop size; ``sections`` (e.g. ``select={"mode": "last"}``) replace top-level sections
     given by the caller."""
-    from aufer.engine.recipe import load  # noqa: PLC0415
 
     values = {"data": {"au": {"store": str(au_store), "split_file": str(au_split)},
                        "expr": {"store": str(expr_store), "split_file": str(expr_split)}}, **sections}
@@ -68,8 +79,6 @@ def engine_recipe(path: str | Path, overrides, raw: dict, settings: DemoSettings
 
 
 def _eval_set(store_path: Path, clips: list[str]):
-    from aufer.datasets.clips import ExprClipDataset  # noqa: PLC0415
-    from aufer.store import FaceStore  # noqa: PLC0415
 
     store = FaceStore(store_path)
     return ExprClipDataset(store, store.load_records().subset(clips), num_segments=1, aus=synth.SYNTH_AUS)
@@ -95,16 +104,7 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
         aufer.engine.recipe.RecipeError: a bad recipe or setting (one line).
     """
     import pandas as pd  # noqa: PLC0415
-    from rich.console import Console  # noqa: PLC0415
 
-    from aufer.engine.recipe import RecipeError  # noqa: PLC0415
-    from aufer.engine.runner import fit  # noqa: PLC0415
-    from aufer.media import video_info  # noqa: PLC0415
-    from aufer.models.io import load_model, save_model  # noqa: PLC0415
-    from aufer.predict import predict_to_csv  # noqa: PLC0415
-    from aufer.report import plot_confusion, plot_history, plot_timeseries  # noqa: PLC0415
-    from aufer.engine.loop import evaluate  # noqa: PLC0415
-    from aufer.datasets.loaders import make_loader  # noqa: PLC0415
 
     console = console or Console()
     out = Path(out_dir)
@@ -191,7 +191,6 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
 
 
 def _print_summary(console, m: dict, out: Path) -> None:
-    from rich.table import Table  # noqa: PLC0415
 
     t = m["test"]
     table = Table(title="aufer demo — test (held-out people; model selected on validation)")

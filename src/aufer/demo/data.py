@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 import aufer
 from aufer import synth, vocab
@@ -110,8 +111,6 @@ class StageProgress:
     """Rich progress display of the demo's data stages."""
 
     def __init__(self, console):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,  # noqa: PLC0415
-                                   TimeElapsedColumn, TimeRemainingColumn)
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)

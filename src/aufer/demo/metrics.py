@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from aufer.datasets.loaders import make_loader
 from aufer.demo.data import HAPPY, NEUTRAL
+from aufer.engine.loop import predict
 
 __all__ = ["real_photo_metrics", "held_out_metrics", "smile_pair_share", "clip_au_probability"]
 
 
 def _probabilities(model, dataset, batch_size: int = 64):
-    from aufer.datasets.loaders import make_loader  # noqa: PLC0415
-    from aufer.engine.loop import predict  # noqa: PLC0415
 
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else "cpu"

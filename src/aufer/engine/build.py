@@ -4,6 +4,7 @@ with one line that says what to change."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -13,8 +14,14 @@ import numpy as np
 import torch
 
 from aufer import protocols, vocab
+from aufer.datasets.clips import ExprClipDataset
+from aufer.datasets.transforms import ClipTransform
+from aufer.datasets.windows import AUWindowDataset
 from aufer.engine.recipe import DataSource, Optim, Recipe, RecipeError, Schedule
+from aufer.models import create_model, is_model, list_models
+from aufer.models.contract import param_groups
 from aufer.readers.records import ClipRecords, FrameRecords
+from aufer.store import FaceStore, StoreError
 
 __all__ = ["TaskData", "RunData", "parse_fold", "protocol_folds", "build_data", "build_model", "build_optimizer",
            "build_scheduler", "lr_factor", "amp_dtype"]
@@ -89,8 +96,7 @@ class RunData:
         return [t for t in (self.au, self.expr) if t is not None]
 
 
-def _open_store(src: DataSource, kind: str):
-    from aufer.store import FaceStore, StoreError  # noqa: PLC0415
+def open_store(src: DataSource, kind: str):
 
     path = Path(src.store)
     if not path.is_file():
@@ -157,12 +163,10 @@ def _subset(kind: str, records, ids):
 
 
 def _transform(src: DataSource, kind: str):
-    from aufer.datasets.transforms import ClipTransform  # noqa: PLC0415
 
     try:
         return ClipTransform(**src.transform)
     except TypeError as e:
-        import dataclasses  # noqa: PLC0415
 
         valid = ", ".join(f.name for f in dataclasses.fields(ClipTransform))
         raise RecipeError(f"data.{kind}.transform: {e}; valid keys: {valid}") from None
@@ -171,8 +175,6 @@ def _transform(src: DataSource, kind: str):
 
 
 def _datasets(task: str, src: DataSource, store, records, split, aus, seed: int):
-    from aufer.datasets.clips import ExprClipDataset  # noqa: PLC0415
-    from aufer.datasets.windows import AUWindowDataset  # noqa: PLC0415
 
     tf = _transform(src, task)
     out = []
@@ -197,7 +199,6 @@ def _datasets(task: str, src: DataSource, store, records, split, aus, seed: int)
 def unaugmented_train(task: TaskData, aus):
     """The training clips of an expression task as an evaluation-mode dataset: segment centres, no augmentation
     (what :func:`aufer.models.probe.fit_expression_probe` is fitted on)."""
-    from aufer.datasets.clips import ExprClipDataset  # noqa: PLC0415
 
     src = task.source
     return ExprClipDataset(task.store, task.train.records, num_segments=src.num_segments, train=False, aus=aus,
@@ -213,7 +214,7 @@ def build_data(recipe: Recipe, folds: dict[str, str | None]) -> RunData:
     Raises:
         RecipeError: a missing store, a store of the wrong kind, a fold outside the protocol, a bad transform.
     """
-    opened = {k: _open_store(s, k) for k in ("au", "expr") if (s := getattr(recipe.data, k)) is not None}
+    opened = {k: open_store(s, k) for k in ("au", "expr") if (s := getattr(recipe.data, k)) is not None}
     if "au" in opened:
         aus = tuple(recipe.data.au.aus or opened["au"][1].aus)
     else:
@@ -238,11 +239,9 @@ def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
     Raises:
         RecipeError: an unknown model name or a bad argument.
     """
-    from aufer.models import create_model, is_model  # noqa: PLC0415
 
     spec = recipe.model
     if not is_model(spec.name):
-        from aufer.models import list_models  # noqa: PLC0415
 
         raise RecipeError(f"model.name: unknown model {spec.name!r}; available: {', '.join(list_models())}")
     kwargs = {"aus": list(aus), "emotions": list(emotions), **spec.args}
@@ -263,7 +262,6 @@ def build_optimizer(model: torch.nn.Module, optim: Optim) -> torch.optim.Optimiz
         RecipeError: a group the model does not have (the message lists the model's groups), a key other
             than lr / weight_decay.
     """
-    from aufer.models.contract import param_groups  # noqa: PLC0415
 
     groups = param_groups(model)
     unknown = set(optim.groups) - set(groups)

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "setup", "teardown", "reduce_sum", "gather_objects", "barrier", "unwrap", "broadcast_object"]
+from aufer.models.contract import unwrap  # the engine's DDP helpers; it lives with the model contract (methods use it)
+
+__all__ = ["DistInfo", "setup", "teardown", "is_active", "reduce_sum", "gather_objects", "barrier", "unwrap", "broadcast_object"]
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,14 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def _active() -> bool:
+def is_active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def reduce_sum(values: np.ndarray) -> np.ndarray:
     """Element-wise sum of an array over all processes (identity at world size 1); float64/int64 kept."""
     arr = np.asarray(values)
-    if not _active():
+    if not is_active():
         return arr
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
@@ -88,7 +90,7 @@ def reduce_sum(values: np.ndarray) -> np.ndarray:
 
 def gather_objects(obj) -> list:
     """Every process's ``obj`` (picklable), in rank order (``[obj]`` at world size 1)."""
-    if not _active():
+    if not is_active():
         return [obj]
     out = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
@@ -97,7 +99,7 @@ def gather_objects(obj) -> list:
 
 def broadcast_object(obj, src: int = 0):
     """``obj`` of process ``src`` on every process."""
-    if not _active():
+    if not is_active():
         return obj
     box = [obj]
     dist.broadcast_object_list(box, src=src)
@@ -106,10 +108,6 @@ def broadcast_object(obj, src: int = 0):
 
 def barrier() -> None:
     """Wait for every process (no-op at world size 1)."""
-    if _active():
+    if is_active():
         dist.barrier()
 
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a DistributedDataParallel wrapper (torchvision's ``model_without_ddp``)."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

@@ -15,11 +15,12 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from aufer.engine import build as B
+from aufer.engine.build import fold_name, open_store, parse_fold, protocol_folds
 from aufer.engine.logs import git_commit
 from aufer.engine.recipe import Recipe, RecipeError
-from aufer.engine.runner import fit, is_finished, selection_label
+from aufer.engine.runner import fit, is_finished
 
 __all__ = ["experiment_folds", "run_experiment", "summarise_experiment", "compare", "load_published"]
 
@@ -41,8 +42,8 @@ def experiment_folds(recipe: Recipe) -> list[str]:
         if src.split_file:
             per_task[kind] = [None]
             continue
-        _, records = B._open_store(src, kind)
-        per_task[kind] = B.protocol_folds(kind, records) or [None]
+        _, records = open_store(src, kind)
+        per_task[kind] = protocol_folds(kind, records) or [None]
     if len(per_task) == 2 and None not in per_task["au"] and None not in per_task["expr"]:
         return [f"{e}-{a}" for e in per_task["expr"] for a in per_task["au"]]
     # one task (or one side with an explicit split): that side's folds
@@ -62,7 +63,7 @@ def run_experiment(recipe: Recipe, out_dir: str | Path, *, device: str | None = 
     out_dir = Path(out_dir)
     folds = experiment_folds(recipe)
     for f in folds:
-        run_dir = out_dir / B.fold_name(B.parse_fold(recipe, f))
+        run_dir = out_dir / fold_name(parse_fold(recipe, f))
         if is_finished(run_dir):
             if console is not None:
                 console.print(f"{run_dir.name}: finished, skipped")
@@ -160,7 +161,6 @@ def load_published(path: str | Path) -> dict[str, dict[str, float]]:
     Raises:
         RecipeError: unreadable file or not such a mapping.
     """
-    import yaml  # noqa: PLC0415
 
     try:
         d = yaml.safe_load(Path(path).read_text())

@@ -10,6 +10,9 @@ import subprocess
 from pathlib import Path
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import aufer
 
 __all__ = ["RunLog", "environment", "git_commit"]
 
@@ -30,7 +33,6 @@ def git_commit(path: str | Path | None = None) -> str | None:
 
 def environment(device: torch.device, world_size: int = 1) -> dict:
     """Versions, device name and commit, as written to ``env.json``."""
-    import aufer  # noqa: PLC0415
 
     env = {"aufer": aufer.__version__, "commit": git_commit(), "python": platform.python_version(),
            "torch": torch.__version__, "platform": platform.platform(), "device": str(device),
@@ -94,8 +96,6 @@ class RunLog:
         self.bar = None
         self._task = None
         if active and progress:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,  # noqa: PLC0415
-                                       TimeElapsedColumn, TimeRemainingColumn)
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),

@@ -1,6 +1,6 @@
 """The training loop as plain functions (torchvision reference-script style): :func:`train_one_epoch`,
 :func:`predict` and :func:`evaluate`. No hook framework: a method changes the loss or the step function
-(:mod:`aufer.engine.steps`), and the caller passes one plain ``on_step`` callback for logging and checkpoints.
+(:mod:`aufer.training.steps`), and the caller passes one plain ``on_step`` callback for logging and checkpoints.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from aufer import metrics
-from aufer.engine import distributed as D
-from aufer.engine.steps import StepContext, to_device
+from aufer.engine.distributed import is_active, reduce_sum, unwrap
+from aufer.models.contract import probabilities
+from aufer.training.steps import StepContext, to_device
 
 __all__ = ["NonFiniteLossError", "autocast", "train_one_epoch", "predict", "evaluate", "summarise"]
 
@@ -36,7 +37,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def _finite_everywhere(loss: torch.Tensor) -> bool:
     ok = np.array([float(torch.isfinite(loss.detach()).all())])
-    return bool(D.reduce_sum(ok)[0] == (torch.distributed.get_world_size() if D._active() else 1))
+    return bool(reduce_sum(ok)[0] == (torch.distributed.get_world_size() if is_active() else 1))
 
 
 def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable, loss_fn: Callable,
@@ -109,7 +110,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
             if scheduler is not None:
                 scheduler.step()
             if ema is not None:
-                ema.update_parameters(D.unwrap(model))
+                ema.update_parameters(unwrap(model))
         done += 1
         logs = {k: float(v.detach().float().cpu()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
         for k, v in logs.items():
@@ -122,7 +123,6 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
 
 
 def _probabilities(model, crops, landmarks, flip: bool):
-    from aufer.models.contract import probabilities  # noqa: PLC0415  (models sit below the engine; lazy for speed)
 
     return probabilities(model, crops, landmarks, flip=flip)
 
@@ -143,7 +143,7 @@ def predict(model: torch.nn.Module, loader: Iterable, *, device: torch.device | 
         ``rows`` ``(N, T)`` (when the items carry them).
     """
     device = torch.device(device)
-    core = D.unwrap(model).eval()
+    core = unwrap(model).eval()
     keys = ("au", "expr", "valid", "index", "rows")
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("p_au", "p_expr", *keys)}
     for i, b in enumerate(loader):
@@ -171,12 +171,12 @@ def summarise(pred: dict[str, np.ndarray], aus: Sequence[int], emotions: Sequenc
     if "p_au" not in pred:  # an empty shard (more processes than evaluation clips)
         pred = {"p_au": np.zeros((0, 1, len(aus)), np.float32), "au": np.zeros((0, 1, len(aus)), np.int64),
                 "p_expr": np.zeros((0, len(emotions)), np.float32), "expr": np.zeros(0, np.int64)}
-    res: dict = {"n_clips": int(D.reduce_sum(np.array([len(pred["p_expr"])]))[0]) if reduce else len(pred["p_expr"])}
+    res: dict = {"n_clips": int(reduce_sum(np.array([len(pred["p_expr"])]))[0]) if reduce else len(pred["p_expr"])}
     au, p_au = pred["au"], pred["p_au"]
     counts = metrics.au_counts(p_au, au, threshold)
     n_known = np.array([int(((au == 0) | (au == 1)).sum())])
     if reduce:
-        counts, n_known = D.reduce_sum(counts), D.reduce_sum(n_known)
+        counts, n_known = reduce_sum(counts), reduce_sum(n_known)
     if n_known[0] > 0:
         f1 = metrics.f1_from_counts(counts)
         res["au_f1"] = {f"AU{a}": (None if math.isnan(v) else float(v)) for a, v in zip(aus, f1)}
@@ -193,7 +193,7 @@ def summarise(pred: dict[str, np.ndarray], aus: Sequence[int], emotions: Sequenc
     expr = pred["expr"]
     cm = metrics.confusion(pred["p_expr"].argmax(1), expr, len(emotions))
     if reduce:
-        cm = D.reduce_sum(cm)
+        cm = reduce_sum(cm)
     if cm.sum() > 0:
         res["uar"] = metrics.uar_from_confusion(cm)
         res["war"] = metrics.war_from_confusion(cm)
@@ -207,7 +207,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable, *, device: torch.device |
              reduce: bool = False) -> dict:
     """:func:`predict` then :func:`summarise` with the model's AUs and emotions; ``flip_tta`` in the result
     records whether test-time flip averaging was on."""
-    core = D.unwrap(model)
+    core = unwrap(model)
     pred = predict(model, loader, device=device, flip=flip, amp_dtype=amp_dtype)
     res = summarise(pred, core.aus, core.emotions, threshold=threshold, f1_policy=f1_policy, reduce=reduce)
     res["flip_tta"] = bool(flip)

@@ -30,16 +30,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aufer.engine import build as B
-from aufer.engine import distributed as D
+from aufer.datasets.loaders import JointLoader, make_loader
+from aufer.engine.build import (RunData, TaskData, amp_dtype, build_data, build_model, build_optimizer, build_scheduler,
+                                class_weights, fold_name, parse_fold, unaugmented_train)
+from aufer.engine.distributed import DistInfo, barrier, gather_objects, setup
 from aufer.engine.logs import RunLog, environment
 from aufer.engine.loop import NonFiniteLossError, predict, summarise, train_one_epoch
-from aufer.engine.recipe import Recipe, RecipeError, dump
+from aufer.engine.recipe import Recipe, RecipeError, dump, load
 from aufer.engine.state import load_latest, save_state, set_rng_state
-from aufer.engine.steps import STEPS, StepContext
 from aufer.engine.tables import au_frame_table, expr_clip_table, write_table
-from aufer.losses import LOSSES, LossContext
-from aufer.losses_mtl import attach_loss_params
+from aufer.models import load_model, save_model
+from aufer.models.probe import fit_expression_probe
+from aufer.training import LOSSES, STEPS, LossContext, StepContext, attach_loss_params
 
 __all__ = ["TrainingError", "fit", "evaluate_run", "selection_label", "is_finished"]
 
@@ -61,8 +63,7 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / "metrics.json").is_file()
 
 
-def _loaders(data: B.RunData, recipe: Recipe, info: D.DistInfo, train_expr: bool = True):
-    from aufer.datasets.loaders import JointLoader, make_loader  # noqa: PLC0415
+def _loaders(data: RunData, recipe: Recipe, info: DistInfo, train_expr: bool = True):
 
     if not train_expr and data.au is None:
         raise RecipeError("the model's expression head is a probe fitted before training and there are no AU data: "
@@ -77,8 +78,7 @@ def _loaders(data: B.RunData, recipe: Recipe, info: D.DistInfo, train_expr: bool
     return JointLoader(mk(data.au, recipe.seed), mk(data.expr if train_expr else None, recipe.seed + 1))
 
 
-def _eval_loader(task: B.TaskData, ds, recipe: Recipe, info: D.DistInfo, shard: bool):
-    from aufer.datasets.loaders import make_loader  # noqa: PLC0415
+def _eval_loader(task: TaskData, ds, recipe: Recipe, info: DistInfo, shard: bool):
 
     if shard and info.distributed:
         ds = torch.utils.data.Subset(ds, range(info.rank, len(ds), info.world_size))
@@ -86,7 +86,7 @@ def _eval_loader(task: B.TaskData, ds, recipe: Recipe, info: D.DistInfo, shard: 
     return make_loader(ds, bs, train=False, workers=recipe.data.workers, seed=recipe.seed, pin_memory=recipe.data.pin_memory)
 
 
-def _evaluate_split(model, data: B.RunData, split: str, recipe: Recipe, info: D.DistInfo, amp,
+def _evaluate_split(model, data: RunData, split: str, recipe: Recipe, info: DistInfo, amp,
                     gather: bool = False, flip: bool = False) -> tuple[dict, dict]:
     """Metrics per task on ``split`` (``val``/``test``); with ``gather`` also the full predictions (main
     process), otherwise metrics from counts reduced over processes."""
@@ -98,7 +98,7 @@ def _evaluate_split(model, data: B.RunData, split: str, recipe: Recipe, info: D.
         pred = predict(model, _eval_loader(task, ds, recipe, info, shard=True), device=info.device, flip=flip,
                        amp_dtype=amp)
         if gather and info.distributed:
-            parts = [p for p in D.gather_objects(pred) if p]
+            parts = [p for p in gather_objects(pred) if p]
             pred = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
         m = summarise(pred, data.aus, data.emotions, f1_policy=recipe.select.f1_policy,
                       reduce=info.distributed and not gather)
@@ -122,7 +122,7 @@ def _score(metrics: dict, names: list[str]) -> float:
     return float(np.mean(got))
 
 
-def _write_predictions(run_dir: Path, split: str, preds: dict, data: B.RunData, tag: str = "") -> None:
+def _write_predictions(run_dir: Path, split: str, preds: dict, data: RunData, tag: str = "") -> None:
     for kind, pred in preds.items():
         task = getattr(data, kind)
         ds = getattr(task, split)
@@ -152,23 +152,23 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
         RecipeError: a user mistake in the recipe or its data (one line).
         TrainingError: a non-finite loss (the last good state is kept).
     """
-    info = D.setup(device)
+    info = setup(device)
     run_dir = Path(run_dir)
-    folds = B.parse_fold(recipe, fold)
+    folds = parse_fold(recipe, fold)
     if fold is not None:
         recipe = dataclasses.replace(recipe, fold=str(fold))
     if info.is_main:
         if run_dir.exists() and not resume and ((run_dir / "state").exists() or is_finished(run_dir)):
             raise RecipeError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
-    D.barrier()
+    barrier()
     torch.manual_seed(recipe.seed)
-    data = B.build_data(recipe, folds)
-    model = B.build_model(recipe, data.aus, data.emotions).to(info.device)
+    data = build_data(recipe, folds)
+    model = build_model(recipe, data.aus, data.emotions).to(info.device)
     probe = _fit_probe(model, data, recipe, info)
     if recipe.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp = B.amp_dtype(recipe.train.amp, info.device)
+    amp = amp_dtype(recipe.train.amp, info.device)
     core = model
     if info.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -184,12 +184,12 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
         steps_per_epoch = min(steps_per_epoch, recipe.train.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise RecipeError("the training data give no full batch; lower data.*.batch_size")
-    optimizer = B.build_optimizer(core, recipe.optim)
+    optimizer = build_optimizer(core, recipe.optim)
     loss_args = dict(recipe.train.loss_args)
     base_loss = _named(LOSSES, recipe.train.loss, "train.loss: unknown loss")
     loss_params = attach_loss_params(base_loss, loss_args, optimizer, info.device)  # before the scheduler
     optim_steps = -(-steps_per_epoch // recipe.train.accumulate)
-    scheduler = B.build_scheduler(optimizer, recipe.schedule, recipe.train.epochs, optim_steps)
+    scheduler = build_scheduler(optimizer, recipe.schedule, recipe.train.epochs, optim_steps)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     ema = None
     if recipe.train.ema:
@@ -202,7 +202,7 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     if loss_args.get("class_weights") or getattr(base_loss, "uses_class_weights", False) \
             or getattr(step_fn, "uses_class_weights", False):
         try:
-            cw = B.class_weights(data.au, data.aus)
+            cw = class_weights(data.au, data.aus)
         except ValueError as e:
             raise RecipeError(f"AU class weights of the training fold: {e}") from None
     ctx = StepContext(device=info.device, loss=LossContext(au_weight=torch.as_tensor(cw, dtype=torch.float32,
@@ -232,7 +232,7 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     if info.is_main:
         dump(recipe, run_dir / "config.yaml")
         runlog.write_json("env.json", environment(info.device, info.world_size))
-        runlog.write_json("run.json", {"recipe": recipe.name, "fold": folds, "fold_name": B.fold_name(folds),
+        runlog.write_json("run.json", {"recipe": recipe.name, "fold": folds, "fold_name": fold_name(folds),
                                        "aus": list(data.aus), "emotions": list(data.emotions),
                                        "data": {t.kind: t.describe() for t in data.tasks},
                                        "selection": selection_label(recipe.select.mode),
@@ -293,20 +293,20 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     return _finish(recipe, run_dir, data, eval_model, meta, info, amp, label)
 
 
-def _fit_probe(model, data: B.RunData, recipe: Recipe, info: D.DistInfo) -> dict | None:
+def _fit_probe(model, data: RunData, recipe: Recipe, info: DistInfo) -> dict | None:
     """A model with an expression probe (``JointNet(expr_probe=True)``): fit it on the un-augmented training
     clips before training (:func:`aufer.models.probe.fit_expression_probe`); the expression task then takes no
     SGD steps unless the model keeps an auxiliary SGD head (``expr_aux``). Deterministic, so a resumed run fits
     the same probe again. ``None`` for other models."""
     if getattr(model, "expr_probe", None) is None:
         return None
-    from aufer.models.probe import fit_expression_probe  # noqa: PLC0415
 
     if data.expr is None:
         raise RecipeError("the model's expression probe is fitted on expression data: add data.expr")
     try:
-        summary = fit_expression_probe(model, B.unaugmented_train(data.expr, data.aus), c=recipe.train.probe_c,
-                                       balance=recipe.train.probe_balance, device=info.device)
+        loader = make_loader(unaugmented_train(data.expr, data.aus), 64, train=False)
+        summary = fit_expression_probe(model, loader, c=recipe.train.probe_c, balance=recipe.train.probe_balance,
+                                       device=info.device)
     except ValueError as e:  # e.g. a single labelled class
         raise RecipeError(f"data.expr: the expression probe cannot be fitted: {e}") from None
     log.info("expression probe fitted on %d clips (train accuracy %.3f)", summary["n_clips"], summary["train_accuracy"])
@@ -327,7 +327,6 @@ def _trim_csv(path: Path, key: str, upto: int) -> None:
 
 
 def _validate(eval_model, data, recipe, info, amp, meta, run_dir, epoch, extra_eval, runlog) -> dict:
-    from aufer.models.io import save_model  # noqa: PLC0415
 
     split = {"val": "val", "test": "test", "last": "val"}[recipe.select.mode]
     if recipe.select.mode == "val" and all(getattr(t, "val") is None for t in data.tasks):
@@ -358,11 +357,10 @@ def _validate(eval_model, data, recipe, info, amp, meta, run_dir, epoch, extra_e
 
 
 def _finish(recipe, run_dir, data, eval_model, meta, info, amp, label) -> dict:
-    from aufer.models.io import load_model, save_model  # noqa: PLC0415
 
     if info.is_main:
         save_model(eval_model, run_dir / "last", extra={"epoch": recipe.train.epochs, "recipe": recipe.name})
-    D.barrier()
+    barrier()
     best = load_model(run_dir / "best.safetensors").to(info.device)
     metrics, preds = _evaluate_split(best, data, "test", recipe, info, amp, gather=True)
     result = {"recipe": recipe.name, "fold": None,
@@ -380,7 +378,7 @@ def _finish(recipe, run_dir, data, eval_model, meta, info, amp, label) -> dict:
         tmp = run_dir / "metrics.json.partial"
         tmp.write_text(json.dumps(result, indent=1))
         tmp.replace(run_dir / "metrics.json")
-    D.barrier()
+    barrier()
     return result
 
 
@@ -395,8 +393,6 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     Raises:
         RecipeError: not a run folder, or the checkpoint is missing.
     """
-    from aufer.engine.recipe import load  # noqa: PLC0415
-    from aufer.models.io import load_model  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     cfg, run = run_dir / "config.yaml", run_dir / "run.json"
@@ -407,12 +403,12 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     weights = run_dir / f"{checkpoint}.safetensors"
     if not weights.is_file():
         raise RecipeError(f"{weights} does not exist (the run has not written its {checkpoint} checkpoint yet)")
-    info = D.setup(device)
+    info = setup(device)
     recipe = load(cfg)
     folds = json.loads(run.read_text())["fold"]
-    data = B.build_data(recipe, folds)
+    data = build_data(recipe, folds)
     model = load_model(weights).to(info.device)
-    metrics, preds = _evaluate_split(model, data, split, recipe, info, B.amp_dtype(recipe.train.amp, info.device),
+    metrics, preds = _evaluate_split(model, data, split, recipe, info, amp_dtype(recipe.train.amp, info.device),
                                      gather=True, flip=flip)
     tag = f"_{checkpoint}" + ("_flip" if flip else "")
     out = {"run": str(run_dir), "split": split, "checkpoint": checkpoint, "flip_tta": flip,

@@ -58,7 +58,11 @@ from typing import Sequence
 
 import numpy as np
 
+from aufer.bundled import bundled_faces
 from aufer.faces.landmarks import EYE_L_OUTER, EYE_R_OUTER, N_MESH_POINTS, RIGID, mesh_mirror
+from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
+from aufer.media import read_image
+from aufer.vocab import data_path
 
 __all__ = ["POSE_POINTS", "build_canonical_face", "canonical_face", "head_pose", "rotation_matrix"]
 
@@ -130,9 +134,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _frontal_meshes() -> np.ndarray:
     """``(M, 468, 3)`` MediaPipe meshes (image pixels) of the bundled neutral frontal photos."""
-    from aufer.bundled import bundled_faces  # noqa: PLC0415
-    from aufer.faces.mediapipe_backend import MediaPipeFaceDetector  # noqa: PLC0415
-    from aufer.media import read_image  # noqa: PLC0415
 
     paths = bundled_faces().query("expression == 'neutral'")["path"]
     meshes = []
@@ -196,7 +197,6 @@ def canonical_face() -> np.ndarray:
     distance between the outer eye corners. Read from ``aufer/data/canonical_face.npy`` (made by
     :func:`build_canonical_face`, float32), so the pose needs neither MediaPipe nor the photos at run time.
     """
-    from aufer.vocab import data_path  # noqa: PLC0415
 
     c = np.load(data_path(CANONICAL_FILE)).astype(np.float64)
     if c.shape != (N_MESH_POINTS, 3):

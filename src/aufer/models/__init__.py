@@ -1,19 +1,22 @@
-"""Models: the registry (``create_model``, ``list_models`` ...), the model contract and the joint models.
+"""Models: the registry of names (:mod:`._registry`), building (:mod:`._factory`: ``create_model``,
+``load_model``), weights files (:mod:`.weights`), the model contract (:mod:`.contract`) and aufer's own joint
+models (:mod:`.joint`). The methods' models live in their packages (:mod:`aufer.methods`) and register themselves;
+``create_model`` and ``list_models`` see them all.
 
-See :mod:`aufer.models.contract` for what every model provides, and :mod:`aufer.models._registry` for names,
-tags (``arch.tag``) and default cfgs.
+As timm: the registry knows names, the factory builds, the weights module reads and writes tensors, and neither
+the registry nor the weights module imports the factory.
 """
 
-from aufer.models import joint  # noqa: F401  (registers the models)
-from aufer.models import mdhr  # noqa: F401  (registers the mdhr.* models)
-from aufer.models import ssm  # noqa: F401  (registers the ssm.* models)
-from aufer.models import former_dfer  # noqa: F401  (registers the former_dfer.* models)
-from aufer.models._registry import (UnknownModelError, create_model, default_cfg, is_model, list_models,
-                                    list_modules, model_entrypoint, register_model, split_model_name_tag)
-from aufer.models.contract import JointModel, flip_average, param_groups, probabilities
-from aufer.models.io import CheckpointError, load_model, save_model
+from aufer.models import joint  # noqa: F401  (registers aufer's own models)
+from aufer.models._factory import create_model, load_model
+from aufer.models._registry import (IMPORTERS, Importer, UnknownModelError, default_cfg, is_model, list_models,
+                                    list_modules, model_entrypoint, register_importer, register_model,
+                                    split_model_name_tag)
+from aufer.models.contract import JointModel, flip_average, param_groups, probabilities, unwrap
 from aufer.models.joint import JointNet
+from aufer.models.weights import CheckpointError, load_checkpoint, save_model
 
-__all__ = ["JointNet", "JointModel", "UnknownModelError", "CheckpointError", "create_model", "default_cfg",
-           "is_model", "list_models", "list_modules", "model_entrypoint", "register_model", "split_model_name_tag",
-           "probabilities", "flip_average", "param_groups", "save_model", "load_model"]
+__all__ = ["JointNet", "JointModel", "UnknownModelError", "CheckpointError", "create_model", "load_model",
+           "save_model", "load_checkpoint", "default_cfg", "is_model", "list_models", "list_modules",
+           "model_entrypoint", "register_model", "split_model_name_tag", "Importer", "IMPORTERS",
+           "register_importer", "probabilities", "flip_average", "param_groups", "unwrap"]

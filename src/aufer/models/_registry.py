@@ -1,4 +1,7 @@
-"""Model registry: factories, their configured variants (``arch.tag``) and :func:`create_model`.
+"""Model registry: the names of model factories, their configured variants (``arch.tag``), and the official
+checkpoint importers (``aufer import NAME``). Building a model is :mod:`aufer.models._factory`; reading and writing
+weights is :mod:`aufer.models.weights`; this module imports neither, nor any model (each model module registers
+itself; a lookup first imports the plug board, :mod:`aufer.registry`).
 
 A model module defines a module-level ``default_cfgs`` dict keyed ``"arch.tag"`` *before* its factories, then
 decorates each factory with :func:`register_model`::
@@ -21,7 +24,7 @@ become that variant's default arguments; the other keys describe how to feed the
 ``clip_len``    frames T per training / evaluation clip;
 ``aus``, ``emotions``  output vocabularies; any further key is free (priors, region maps, ...).
 
-:func:`create_model` records the arguments actually used as ``model.config`` (JSON-serialisable, so that
+:func:`~aufer.models.create_model` records the arguments actually used as ``model.config`` (JSON-serialisable, so that
 ``create_model(**model.config)`` rebuilds the same architecture) and the variant's cfg, updated with those
 arguments, as ``model.default_cfg``.
 """
@@ -30,16 +33,19 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import inspect
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch.nn as nn
 
-__all__ = ["UnknownModelError", "lazy_exports", "register_model", "create_model", "list_models", "list_modules", "is_model",
-           "default_cfg", "model_entrypoint", "split_model_name_tag"]
+from aufer.registry import Registry, load_plug_board
+
+__all__ = ["UnknownModelError", "register_model", "list_models", "list_modules", "is_model", "default_cfg",
+           "model_entrypoint", "split_model_name_tag", "resolve_model_name", "registered_cfg", "jsonable",
+           "Importer", "IMPORTERS", "register_importer"]
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}  # arch -> factory
 _module_of: dict[str, str] = {}  # arch -> module short name (``joint``)
@@ -54,34 +60,18 @@ class UnknownModelError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def lazy_exports(module: str, source: str, names) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that serves ``names`` from the module ``source`` on first use (a method's
-    official-checkpoint functions, e.g. ``aufer.models.mdhr.from_official_state_dict`` from ``mdhr_official``),
-    so that importing the model module does not import the converter."""
-    names = frozenset(names)
-
-    def __getattr__(name: str):
-        if name in names:
-            import importlib  # noqa: PLC0415
-
-            return getattr(importlib.import_module(source), name)
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__
-
-
 def split_model_name_tag(name: str) -> tuple[str, str]:
     """``"mdhr_r50.bp4d"`` → ``("mdhr_r50", "bp4d")``; ``"aufer_tiny"`` → ``("aufer_tiny", "")``."""
     arch, _, tag = name.partition(".")
     return arch, tag
 
 
-def _jsonable(value: Any, where: str) -> Any:
+def jsonable(value: Any, where: str) -> Any:
     """``value`` with tuples as lists (recursively); TypeError naming ``where`` if it has no JSON form."""
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
@@ -111,7 +101,7 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         a, tag = split_model_name_tag(key)
         if a == arch:
             try:
-                cfgs[tag] = _jsonable(dict(cfg), key)
+                cfgs[tag] = jsonable(dict(cfg), key)
             except TypeError as e:
                 raise ValueError(str(e)) from None
     if mod is not None and hasattr(mod, "__all__") and arch not in mod.__all__:
@@ -136,6 +126,7 @@ def list_models(pattern: str = "*", module: str | None = None, tags: bool = Fals
         tags: list every variant as ``arch.tag`` instead of the architectures (``pattern`` then matches the
             full names).
     """
+    load_plug_board()
     archs = [a for a in _entrypoints if module is None or module in (_module_of[a], _entrypoints[a].__module__)]
     names = [f"{a}.{t}" if t else a for a in archs for t in _tags[a]] if tags else archs
     return sorted((n for n in names if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
@@ -143,15 +134,17 @@ def list_models(pattern: str = "*", module: str | None = None, tags: bool = Fals
 
 def list_modules() -> list[str]:
     """Short names of the modules that registered models, sorted."""
+    load_plug_board()
     return sorted(set(_module_of.values()))
 
 
-def _resolve(name: str) -> tuple[str, str]:
-    """``(arch, tag)`` of a registered name, the default tag filled in.
+def resolve_model_name(name: str) -> tuple[str, str]:
+    """``(arch, tag)`` of a registered name, the default tag filled in (``""`` for an architecture without cfgs).
 
     Raises:
         UnknownModelError: for an unknown architecture or tag.
     """
+    load_plug_board()
     arch, tag = split_model_name_tag(name)
     if arch not in _entrypoints:
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models(tags=True))}")
@@ -166,7 +159,7 @@ def _resolve(name: str) -> tuple[str, str]:
 def is_model(name: str) -> bool:
     """Whether ``name`` (``arch`` or ``arch.tag``) is registered."""
     try:
-        _resolve(name)
+        resolve_model_name(name)
     except UnknownModelError:
         return False
     return True
@@ -178,7 +171,7 @@ def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     Raises:
         UnknownModelError: for an unknown name.
     """
-    return _entrypoints[_resolve(name)[0]]
+    return _entrypoints[resolve_model_name(name)[0]]
 
 
 def default_cfg(name: str) -> dict[str, Any]:
@@ -188,83 +181,41 @@ def default_cfg(name: str) -> dict[str, Any]:
     Raises:
         UnknownModelError: for an unknown name or tag.
     """
-    arch, tag = _resolve(name)
-    return _copy(_cfgs.get(f"{arch}.{tag}", {}))
+    arch, tag = resolve_model_name(name)
+    return copy.deepcopy(_cfgs.get(f"{arch}.{tag}", {}))
 
 
-def _copy(cfg: dict) -> dict:
-    return copy.deepcopy(cfg)
+def registered_cfg(arch: str, tag: str) -> dict[str, Any]:
+    """The registered cfg of ``arch.tag`` itself (not a copy: the factory copies what it uses); ``{}`` if none."""
+    return _cfgs.get(f"{arch}.{tag}" if tag else arch, {})
 
 
-def _model_cfg(cfg: dict, args: dict) -> dict:
-    """The variant's cfg updated with the arguments used: keys shared with the factory take their values; a
-    ``crop_size`` equal to the variant's ``input_size`` follows an overridden ``input_size``; ``mean``/``std``
-    follow ``norm``."""
-    out = _copy(cfg)
-    for k in cfg:
-        if k in args:
-            out[k] = args[k]
-    if "input_size" in args and "crop_size" in cfg and cfg["crop_size"] == cfg.get("input_size"):
-        out["crop_size"] = args["input_size"]
-    if "norm" in out and (out["norm"] != cfg.get("norm") or "mean" not in out):
-        from aufer import vocab  # noqa: PLC0415
+# ----------------------------------------------------------------------------------------------- importers
+@dataclass(frozen=True)
+class Importer:
+    """An official-checkpoint importer (``aufer import NAME CKPT --out DIR --OPTION VALUE ...``).
 
-        mean, std = vocab.normalisation(out["norm"])
-        out["mean"], out["std"] = list(mean), list(std)
-    return out
-
-
-def create_model(name: str, checkpoint_path: str | Path | None = None, **kwargs) -> nn.Module:
-    """Build a registered model, e.g. ``create_model("aufer_tiny", aus=(1, 2, 12))`` or
-    ``create_model("mdhr_r50.disfa", checkpoint_path="runs/x/best.safetensors")``.
-
-    Keyword arguments set to ``None`` are dropped, so that a recipe key set to ``null`` falls back to the
-    variant's cfg and then to the factory's default. The model gets:
-
-    - ``model.config``: ``{"name": "arch.tag", **every argument the factory was called with, defaults of its
-      signature included}``, JSON-serialisable, so ``create_model(**model.config)`` rebuilds the same
-      architecture. A model may set ``config_overrides`` (a dict) before it is returned: those arguments
-      replace the recorded ones (e.g. ``pretrained=False`` once the weights live in the checkpoint).
-    - ``model.default_cfg``: the variant's cfg (see the module docstring) updated with those arguments.
-
-    Args:
-        name: ``arch`` or ``arch.tag``.
-        checkpoint_path: a ``.safetensors`` file written by :func:`aufer.models.io.save_model`, loaded (strictly)
-            after construction.
-
-    Raises:
-        UnknownModelError: for an unknown name or tag (a ``KeyError``; the message lists the available names).
-        TypeError: for an argument the factory does not take, or a config value without a JSON form.
-        FileNotFoundError: if ``checkpoint_path`` does not exist.
-        aufer.models.io.CheckpointError: if the checkpoint is unreadable or does not fit the architecture.
+    Attributes:
+        convert: ``convert(checkpoint: Path, **options) -> nn.Module``: reads the official file (tensors only, no
+            code of it is run) and returns the aufer model, built by ``create_model`` so that it can be saved and
+            loaded back. Its keyword-only parameters are the command's options: ``--dataset BP4D`` →
+            ``dataset="BP4D"``; a ``Literal[...]`` annotation lists the choices (matched case-insensitively), an
+            ``int`` / ``float`` annotation converts the value, a parameter without default is required.
+        source: where such checkpoints come from (recorded in the imported model's JSON).
+        help: one line for ``aufer import --help``.
     """
-    arch, tag = _resolve(name)
-    fn = _entrypoints[arch]
-    full = f"{arch}.{tag}" if tag else arch
-    cfg = _cfgs.get(full, {})
-    sig = inspect.signature(fn)
-    params = sig.parameters
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    unknown = [k for k in kwargs if k not in params]
-    if unknown and not var_kw:
-        raise TypeError(f"{full} takes no argument {', '.join(map(repr, unknown))}; it takes: "
-                        f"{', '.join(k for k in params)}")
-    call = {**{k: copy.deepcopy(v) for k, v in cfg.items() if k in params}, **kwargs}
-    bound = sig.bind(**call)
-    bound.apply_defaults()
-    args: dict[str, Any] = {}
-    for k, v in bound.arguments.items():
-        if params[k].kind is inspect.Parameter.VAR_KEYWORD:
-            args.update(v)
-        else:
-            args[k] = v
-    model = fn(**args)
-    record = {**args, **dict(getattr(model, "config_overrides", None) or {})}
-    model.config = {"name": full, **_jsonable(record, full)}
-    model.default_cfg = _model_cfg(cfg, _jsonable(args, full))
-    if checkpoint_path is not None:
-        from aufer.models.io import load_checkpoint  # noqa: PLC0415  (io imports this module)
 
-        load_checkpoint(model, checkpoint_path)
-    return model
+    convert: Callable[..., nn.Module]
+    source: str
+    help: str = ""
+
+
+IMPORTERS = Registry("importer", "aufer import")
+"""Official-checkpoint importers by method name (``aufer import NAME``)."""
+
+
+def register_importer(name: str, importer: Importer) -> Importer:
+    """Register ``importer`` under ``name``; returns it. Raises ValueError if the name is taken."""
+    return IMPORTERS.register(name)(importer)
+
+

@@ -39,7 +39,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["JointModel", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size",
+from aufer.faces.landmarks import mesh_mirror
+
+__all__ = ["JointModel", "unwrap", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size",
            "frame_window", "normalise_crops"]
 
 
@@ -78,6 +80,12 @@ def normalise_crops(crops: torch.Tensor, size: int, mean: torch.Tensor, std: tor
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return ((x - mean) / std).reshape(b, t, 3, size, size)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a ``DistributedDataParallel`` wrapper (torchvision's ``model_without_ddp``), else ``model``:
+    what a step or a helper calls ``preprocess`` and reads the contract's attributes on."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def param_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -130,7 +138,6 @@ def mirror_landmarks(landmarks: torch.Tensor, width: int) -> torch.Tensor:
     """Landmarks ``(..., 478, 2|3)`` in pixels of a crop ``width`` pixels wide → those of the horizontally
     flipped crop: x ↦ width − 1 − x, and points relabelled left ↔ right
     (:func:`aufer.faces.landmarks.mesh_mirror`), so that point i is still the same facial point."""
-    from aufer.faces.landmarks import mesh_mirror  # noqa: PLC0415
 
     out = landmarks[..., torch.from_numpy(mesh_mirror()).to(landmarks.device), :].clone()
     out[..., 0] = width - 1 - out[..., 0]

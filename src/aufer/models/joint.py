@@ -17,7 +17,9 @@ from aufer import vocab
 from aufer.models import contract
 from aufer.models._registry import register_model
 from aufer.models.backbones import HFBackbone, TinyCNN
+from aufer.models.efficientnet_lite import EfficientNetLite
 from aufer.models.geometry import LandmarkEncoder
+from aufer.models.probe import LinearProbe
 
 __all__ = ["JointNet"]  # the registered factories add themselves
 
@@ -53,7 +55,6 @@ class LiteBackbone(nn.Module):
     def __init__(self, variant: str = "lite0", pretrained: bool = True, drop_connect: float = 0.0,
                  features: str = "head", freeze_stages: int = 0):
         super().__init__()
-        from aufer.models.efficientnet_lite import EfficientNetLite  # noqa: PLC0415  (the weights packages are imported on use)
 
         if features not in ("head", "stages", "grid"):
             raise ValueError(f"features must be 'head', 'stages' or 'grid', not {features!r}")
@@ -160,7 +161,6 @@ class JointNet(nn.Module):
         self.au_head = nn.Linear(dim, len(self.aus))
         self.expr_probe = None
         if expr_probe:
-            from aufer.models.probe import LinearProbe  # noqa: PLC0415
 
             self.probe_dim = int(getattr(backbone, "probe_dim", 0))
             if not self.probe_dim:

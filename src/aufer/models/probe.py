@@ -141,14 +141,16 @@ def source_balanced_weights(sources: Sequence[str]) -> np.ndarray:
     return (len(s) / (len(names) * counts))[inv]
 
 
-def fit_expression_probe(model: nn.Module, dataset, *, c: float = 3e-4, balance: str = "source", batch_size: int = 64,
+def fit_expression_probe(model: nn.Module, loader, *, c: float = 3e-4, balance: str = "source",
                          device: torch.device | str = "cpu") -> dict:
     """Fit ``model.expr_probe`` on the labelled clips of an (un-augmented) expression dataset and install it.
 
     Args:
         model: a :class:`~aufer.models.joint.JointNet` with ``expr_probe``.
-        dataset: an evaluation-mode :class:`~aufer.datasets.clips.ExprClipDataset` (no augmentation); clips
-            without a label are left out.
+        loader: an evaluation loader (batches with ``"index"``) over an evaluation-mode
+            :class:`~aufer.datasets.clips.ExprClipDataset` (no augmentation), as
+            ``aufer.datasets.loaders.make_loader(dataset, batch_size, train=False)`` makes it; its
+            ``loader.dataset.records`` give the clips' sources. Clips without a label are left out.
         c: the logistic regression's ``C`` (the demo's value, 3e-4, was chosen by cross-validation over
             non-test people: docs/demo_design.md).
         balance: ``"source"``: each value of the records' ``source`` column (``real``, ``synthetic``) gets the
@@ -162,16 +164,14 @@ def fit_expression_probe(model: nn.Module, dataset, *, c: float = 3e-4, balance:
     Raises:
         ValueError: no probe in the model, an unknown ``balance``, or fewer than two labelled classes.
     """
-    from aufer.datasets.loaders import make_loader  # noqa: PLC0415
-
     if getattr(model, "expr_probe", None) is None:
         raise ValueError("the model has no expression probe (build it with expr_probe=True)")
     if balance not in ("source", "none"):
         raise ValueError(f"balance must be 'source' or 'none', not {balance!r}")
-    f = probe_features(model, make_loader(dataset, batch_size, train=False), device)
+    f = probe_features(model, loader, device)
     keep = f["expr"] >= 0
     x, y, idx = f["x"][keep], f["expr"][keep], f["index"][keep]
-    table = dataset.records.table
+    table = loader.dataset.records.table
     w, sources = None, {}
     if "source" in table:
         src = table["source"].astype(str).to_numpy()[idx]

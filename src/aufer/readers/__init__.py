@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from aufer.readers.bp4d import read_bp4d
+from aufer.readers.custom import read_au_csv, read_expr_csv
 from aufer.readers.dfew import read_dfew
 from aufer.readers.disfa import read_disfa
 from aufer.readers.ferv39k import read_ferv39k
-from aufer.readers.custom import read_au_csv, read_expr_csv
 from aufer.readers.mafw import read_mafw
 from aufer.readers.records import ClipRecords, FrameRecords
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aufer import vocab
 from aufer.readers._text import (build_clip_records, check_disjoint, clip_rows, collect_split, frame_folder, parse_int,
-                                read_csv_rows)
+                                 read_csv_rows)
 from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_dfew", "SPLIT_DIR", "SPLIT_FOLDERS", "FRAME_SETS"]

@@ -11,8 +11,8 @@ from functools import partial
 from pathlib import Path
 
 from aufer import vocab
-from aufer.readers._text import (build_clip_records, check_disjoint, class_index, clip_rows, collect_split, frame_folder,
-                                read_lines)
+from aufer.readers._text import (build_clip_records, check_disjoint, class_index, clip_rows, collect_split,
+                                 frame_folder, read_lines)
 from aufer.readers.records import ClipRecords, check_layout
 
 __all__ = ["read_ferv39k", "SPLIT_DIR", "FRAME_DIR"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aufer import vocab
 from aufer.readers._text import (build_clip_records, check_disjoint, class_index, clip_rows, collect_split,
-                                folder_has_images, read_lines)
+                                 folder_has_images, read_lines)
 from aufer.readers.records import ClipRecords, LayoutError, check_layout
 
 __all__ = ["read_mafw", "SPLIT_DIRS", "SPLIT_SUBDIR", "FRAME_DIR", "CLIP_DIR"]

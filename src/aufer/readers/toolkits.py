@@ -29,7 +29,7 @@ import pandas as pd
 from aufer import vocab
 from aufer.schema import BASE_COLUMNS, face_mask, read_table
 
-__all__ = ["ToolkitLayoutError", "read_openface_csv", "read_pyfeat_csv", "read_predictions"]
+__all__ = ["ToolkitLayoutError", "read_openface_csv", "read_pyfeat_csv", "read_predictions", "read_openface_au_presence"]
 
 #: columns that identify each layout (checked by :func:`read_predictions` and the readers)
 AUFER_KEY = ("frame", "timestamp_s", "file", "face_detected")
@@ -347,3 +347,30 @@ def read_predictions(path: str | Path, **kwargs) -> pd.DataFrame:
     raise ToolkitLayoutError(
         f"{p}: unknown prediction table; expected aufer's ({', '.join(AUFER_KEY)}), OpenFace 2.x's "
         f"({', '.join(OPENFACE_KEY)}) or py-feat's ({', '.join(PYFEAT_KEY)}) columns; found {found or 'none'}")
+
+
+def read_openface_au_presence(csv_path: str | Path, face_id: int | None = None
+                              ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray]:
+    """The ``AUxx_c`` presence columns of an OpenFace 2.x CSV, read by
+    :func:`aufer.readers.toolkits.read_openface_csv` (its layout checks, its stripped header).
+
+    Args:
+        csv_path: an OpenFace 2.x FeatureExtraction / FaceLandmarkVidMulti CSV.
+        face_id: keep only the rows of this OpenFace face id (rows where OpenFace failed have no face id in
+            aufer's table and are then dropped); None keeps every row (several faces: frames repeat).
+
+    Returns:
+        ``frames`` ``(N,)`` int64, **0-based** (OpenFace's ``frame`` − 1, aufer's convention); ``aus`` the AU
+        numbers in increasing order (OpenFace 2.0: the 18 of :func:`aufer.vocab.openface_aus`, AU28 included);
+        ``values`` ``(N, A)`` float64 presence 0/1, NaN on rows without a face (``success`` 0) — unknown for
+        :func:`aufer.store.clip_rules.clip_labels_mean` / ``clip_labels_count``.
+
+    Raises:
+        FileNotFoundError, ToolkitLayoutError: as ``read_openface_csv``.
+    """
+    df = read_openface_csv(csv_path)
+    if face_id is not None:
+        df = df[df["face_id"] == int(face_id)]
+    cols = sorted((int(c[2:4]), c) for c in df.columns if c.startswith("AU") and c.endswith("_c"))
+    values = df[[c for _, c in cols]].to_numpy(dtype=np.float64) if cols else np.zeros((len(df), 0))
+    return df["frame"].to_numpy(dtype=np.int64), tuple(a for a, _ in cols), values

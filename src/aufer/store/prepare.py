@@ -22,6 +22,7 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aufer.faces.align import align_face, centre_matrix, warp_crop
 from aufer.faces.landmarks import N_LANDMARKS
@@ -237,7 +238,6 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
     Worker processes are *spawned*: in a script, call ``prepare`` under ``if __name__ == "__main__":`` (the
     ``aufer prepare`` command does this for you).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
     workers = max(1, int(workers or os.cpu_count() or 1))
     store = FaceStore(out, "a", crop_size=crop_size, codec=codec, quality=quality)

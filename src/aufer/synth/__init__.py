@@ -13,8 +13,8 @@ from aufer.synth.clipset import ClipSet
 from aufer.synth.make import SYNTHETIC_NOTE, make_au_clips, make_expression_clips, realise
 from aufer.synth.patterns import AU_PATTERNS, SYNTH_AUS, Handle, target_motion
 from aufer.synth.render import SYNTH_VERSION, BaseFace, render
-from aufer.synth.sample import (OCCURRENCE_THRESHOLD, au_clip_intensities, intensity_curve, occurrence,
-                                sample_au_peaks, sample_expression_peaks)
+from aufer.synth.sample import (OCCURRENCE_THRESHOLD, au_clip_intensities, intensity_curve, occurrence, sample_au_peaks,
+                                sample_expression_peaks)
 
 __all__ = [
     "ClipSet", "SYNTHETIC_NOTE", "SYNTH_AUS", "SYNTH_VERSION", "OCCURRENCE_THRESHOLD", "Handle", "AU_PATTERNS",
