@@ -4,7 +4,6 @@ tiny random model; faces are found by the real MediaPipe pipeline.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys

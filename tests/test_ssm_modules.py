@@ -3,12 +3,10 @@ initialisation and the frame-pair smoother."""
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
-from aufer import vocab
 from aufer.methods.ssm.vocab import ssm_prior
 from aufer.methods.ssm.modules import (NEUTRAL, DynamicPriorMapping, LocalFrameAttention, MoEFFN, PairSmoother,
                                       TemporalTransformerAll, TemporalTransformerCls)

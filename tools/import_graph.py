@@ -19,6 +19,7 @@ Usage::
     python tools/import_graph.py            # summary
     python tools/import_graph.py --arrows   # every arrow, module by module
     python tools/import_graph.py --dot graph.dot
+    python tools/import_graph.py --src /tmp/old/src   # another checkout (e.g. `git archive REV src | tar -x -C /tmp/old`)
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ LAYER_NAMES = {0: "base", 1: "data", 2: "models", 3: "training", 4: "methods", 5
 SHIMS = ("aufer.models.ssm", "aufer.models.mdhr")
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(SRC).with_suffix("")
+def module_name(path: Path, src: Path = SRC) -> str:
+    rel = path.relative_to(src).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -138,8 +139,10 @@ class _Visitor(ast.NodeVisitor):
                 self.found.append((t, self._kind(), node.lineno))
 
 
-def scan() -> tuple[dict[str, Path], dict[str, list[tuple[str, str, int]]], dict[str, str]]:
-    files = {module_name(p): p for p in sorted((SRC / "aufer").rglob("*.py"))}
+def scan(src: Path = SRC) -> tuple[dict[str, Path], dict[str, list[tuple[str, str, int]]], dict[str, str]]:
+    """``(module → file, module → [(imported module, kind, line)], module → source text)`` of the tree under
+    ``src``."""
+    files = {module_name(p, src): p for p in sorted((src / "aufer").rglob("*.py"))}
     modules = set(files)
     arrows: dict[str, list[tuple[str, str, int]]] = {}
     texts: dict[str, str] = {}
@@ -196,9 +199,10 @@ def main(argv=None) -> int:
     ap.add_argument("--arrows", action="store_true", help="list every arrow")
     ap.add_argument("--parents", action="store_true", help="count the implicit arrows to parent packages in circles")
     ap.add_argument("--dot", type=Path, help="write a Graphviz file of the top + delayed arrows")
+    ap.add_argument("--src", type=Path, default=SRC, help="the src/ folder to read (default: this checkout's)")
     args = ap.parse_args(argv)
 
-    files, arrows, texts = scan()
+    files, arrows, texts = scan(args.src.resolve())
     modules = set(files)
     graph: dict[str, set[str]] = defaultdict(set)
     kinds = defaultdict(int)

@@ -136,7 +136,6 @@ def csv_read_options(header: Sequence[str]) -> dict:
 def read_table(path, columns: Sequence[str] | None = None):
     """A prediction table written by :func:`aufer.predict.predict_to_file` (CSV or Parquet) as a DataFrame,
     text columns kept as text; ``columns`` reads only those."""
-
     import pandas as pd  # noqa: PLC0415
 
     path = Path(path)

@@ -72,7 +72,6 @@ class ExprClipDataset(Dataset):
         self._lengths = np.array([int(seqs.at[c, "stored"]) for c in self._clips])
         self.au_labels, self._au_cols = au_labels, None
         if au_labels != "none":
-
             self._au_cols, self._au_threshold = pseudo_columns(store, self.aus, au_labels)
 
     def set_epoch(self, epoch: int) -> None:
@@ -98,6 +97,5 @@ class ExprClipDataset(Dataset):
         t = len(idx)
         au = np.full((t, len(self.aus)), -1, np.int64)
         if self._au_cols is not None:
-
             au = pseudo_labels(self.store, str(self._clips[i]), idx, self._au_cols, self.au_labels, self._au_threshold)
         return make_item(crops, lms, au, int(self._labels[i]), detected=d["detected"], index=i)

@@ -18,6 +18,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -55,7 +56,6 @@ def read_demo_recipe(path: str | Path, overrides=()) -> tuple[dict, DemoSettings
     Raises:
         aufer.engine.recipe.RecipeError: a missing file, or a bad ``extra`` key or value.
     """
-
     raw = read(path, overrides)
     settings = build_section(DemoSettings, raw.get("extra"), "extra")
     try:
@@ -70,7 +70,6 @@ def engine_recipe(path: str | Path, overrides, raw: dict, settings: DemoSettings
     """The validated engine recipe of a demo run over the given stores and split files; the model's input
     size defaults to the crop size; ``sections`` (e.g. ``select={"mode": "last"}``) replace top-level sections
     given by the caller."""
-
     values = {"data": {"au": {"store": str(au_store), "split_file": str(au_split)},
                        "expr": {"store": str(expr_store), "split_file": str(expr_split)}}, **sections}
     if "input_size" not in ((raw.get("model") or {}).get("args") or {}):
@@ -79,7 +78,6 @@ def engine_recipe(path: str | Path, overrides, raw: dict, settings: DemoSettings
 
 
 def _eval_set(store_path: Path, clips: list[str]):
-
     store = FaceStore(store_path)
     return ExprClipDataset(store, store.load_records().subset(clips), num_segments=1, aus=synth.SYNTH_AUS)
 
@@ -103,9 +101,6 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
     Raises:
         aufer.engine.recipe.RecipeError: a bad recipe or setting (one line).
     """
-    import pandas as pd  # noqa: PLC0415
-
-
     console = console or Console()
     out = Path(out_dir)
     if (out / "train" / "metrics.json").exists():
@@ -191,7 +186,6 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
 
 
 def _print_summary(console, m: dict, out: Path) -> None:
-
     t = m["test"]
     table = Table(title="aufer demo — test (held-out people; model selected on validation)")
     table.add_column("metric")

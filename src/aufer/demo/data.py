@@ -111,7 +111,6 @@ class StageProgress:
     """Rich progress display of the demo's data stages."""
 
     def __init__(self, console):
-
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 

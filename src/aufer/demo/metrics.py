@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from aufer.datasets.loaders import make_loader
 from aufer.demo.data import HAPPY, NEUTRAL
@@ -12,7 +13,6 @@ __all__ = ["real_photo_metrics", "held_out_metrics", "smile_pair_share", "clip_a
 
 
 def _probabilities(model, dataset, batch_size: int = 64):
-
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else "cpu"
     return predict(model, make_loader(dataset, batch_size, train=False), device=device)
@@ -42,8 +42,6 @@ def smile_pair_share(subject, smiling, value) -> tuple[float, int]:
 def clip_au_probability(model, dataset, au: int = 12):
     """P(AU ``au``) of the first frame of every clip of an evaluation dataset, as a ``pandas.Series`` indexed by
     clip name (no test-time augmentation)."""
-    import pandas as pd  # noqa: PLC0415
-
     pred = _probabilities(model, dataset)
     clips = dataset.records.table["clip"].to_numpy()[pred["index"]]
     return pd.Series(pred["p_au"][:, 0, list(model.aus).index(au)], index=clips)

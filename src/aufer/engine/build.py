@@ -97,7 +97,6 @@ class RunData:
 
 
 def open_store(src: DataSource, kind: str):
-
     path = Path(src.store)
     if not path.is_file():
         raise RecipeError(f"data.{kind}.store: {path} does not exist; make it with `aufer prepare DATASET --root "
@@ -163,11 +162,9 @@ def _subset(kind: str, records, ids):
 
 
 def _transform(src: DataSource, kind: str):
-
     try:
         return ClipTransform(**src.transform)
     except TypeError as e:
-
         valid = ", ".join(f.name for f in dataclasses.fields(ClipTransform))
         raise RecipeError(f"data.{kind}.transform: {e}; valid keys: {valid}") from None
     except ValueError as e:
@@ -175,7 +172,6 @@ def _transform(src: DataSource, kind: str):
 
 
 def _datasets(task: str, src: DataSource, store, records, split, aus, seed: int):
-
     tf = _transform(src, task)
     out = []
     for part in ("train", "val", "test"):
@@ -199,7 +195,6 @@ def _datasets(task: str, src: DataSource, store, records, split, aus, seed: int)
 def unaugmented_train(task: TaskData, aus):
     """The training clips of an expression task as an evaluation-mode dataset: segment centres, no augmentation
     (what :func:`aufer.models.probe.fit_expression_probe` is fitted on)."""
-
     src = task.source
     return ExprClipDataset(task.store, task.train.records, num_segments=src.num_segments, train=False, aus=aus,
                            segment_frames=src.segment_frames, transform=_transform(src, "expr"))
@@ -239,10 +234,8 @@ def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
     Raises:
         RecipeError: an unknown model name or a bad argument.
     """
-
     spec = recipe.model
     if not is_model(spec.name):
-
         raise RecipeError(f"model.name: unknown model {spec.name!r}; available: {', '.join(list_models())}")
     kwargs = {"aus": list(aus), "emotions": list(emotions), **spec.args}
     if spec.checkpoint and not Path(spec.checkpoint).is_file():
@@ -262,7 +255,6 @@ def build_optimizer(model: torch.nn.Module, optim: Optim) -> torch.optim.Optimiz
         RecipeError: a group the model does not have (the message lists the model's groups), a key other
             than lr / weight_decay.
     """
-
     groups = param_groups(model)
     unknown = set(optim.groups) - set(groups)
     if unknown:

@@ -161,7 +161,6 @@ def load_published(path: str | Path) -> dict[str, dict[str, float]]:
     Raises:
         RecipeError: unreadable file or not such a mapping.
     """
-
     try:
         d = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:

@@ -33,7 +33,6 @@ def git_commit(path: str | Path | None = None) -> str | None:
 
 def environment(device: torch.device, world_size: int = 1) -> dict:
     """Versions, device name and commit, as written to ``env.json``."""
-
     env = {"aufer": aufer.__version__, "commit": git_commit(), "python": platform.python_version(),
            "torch": torch.__version__, "platform": platform.platform(), "device": str(device),
            "world_size": world_size, "threads": torch.get_num_threads()}
@@ -96,7 +95,6 @@ class RunLog:
         self.bar = None
         self._task = None
         if active and progress:
-
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                                 console=console, transient=True)

@@ -123,7 +123,6 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
 
 
 def _probabilities(model, crops, landmarks, flip: bool):
-
     return probabilities(model, crops, landmarks, flip=flip)
 
 

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from aufer.datasets.loaders import JointLoader, make_loader
 from aufer.engine.build import (RunData, TaskData, amp_dtype, build_data, build_model, build_optimizer, build_scheduler,
@@ -64,7 +65,6 @@ def is_finished(run_dir: str | Path) -> bool:
 
 
 def _loaders(data: RunData, recipe: Recipe, info: DistInfo, train_expr: bool = True):
-
     if not train_expr and data.au is None:
         raise RecipeError("the model's expression head is a probe fitted before training and there are no AU data: "
                           "nothing is left to train; add data.au or use a model without expr_probe")
@@ -79,7 +79,6 @@ def _loaders(data: RunData, recipe: Recipe, info: DistInfo, train_expr: bool = T
 
 
 def _eval_loader(task: TaskData, ds, recipe: Recipe, info: DistInfo, shard: bool):
-
     if shard and info.distributed:
         ds = torch.utils.data.Subset(ds, range(info.rank, len(ds), info.world_size))
     bs = task.source.eval_batch_size or task.source.batch_size
@@ -193,8 +192,6 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     ema = None
     if recipe.train.ema:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn  # noqa: PLC0415
-
         ema = AveragedModel(core, multi_avg_fn=get_ema_multi_avg_fn(recipe.train.ema), use_buffers=True)
     eval_model = ema.module if (ema is not None and recipe.train.ema_eval) else core
     step_fn = _named(STEPS, recipe.train.step, "train.step: unknown step")
@@ -327,7 +324,6 @@ def _trim_csv(path: Path, key: str, upto: int) -> None:
 
 
 def _validate(eval_model, data, recipe, info, amp, meta, run_dir, epoch, extra_eval, runlog) -> dict:
-
     split = {"val": "val", "test": "test", "last": "val"}[recipe.select.mode]
     if recipe.select.mode == "val" and all(getattr(t, "val") is None for t in data.tasks):
         raise RecipeError("select.mode val needs a validation split: set data.au.val_subjects or "
@@ -357,7 +353,6 @@ def _validate(eval_model, data, recipe, info, amp, meta, run_dir, epoch, extra_e
 
 
 def _finish(recipe, run_dir, data, eval_model, meta, info, amp, label) -> dict:
-
     if info.is_main:
         save_model(eval_model, run_dir / "last", extra={"epoch": recipe.train.epochs, "recipe": recipe.name})
     barrier()
@@ -393,7 +388,6 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     Raises:
         RecipeError: not a run folder, or the checkpoint is missing.
     """
-
     run_dir = Path(run_dir)
     cfg, run = run_dir / "config.yaml", run_dir / "run.json"
     if not cfg.is_file() or not run.is_file():

@@ -134,7 +134,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _frontal_meshes() -> np.ndarray:
     """``(M, 468, 3)`` MediaPipe meshes (image pixels) of the bundled neutral frontal photos."""
-
     paths = bundled_faces().query("expression == 'neutral'")["path"]
     meshes = []
     with MediaPipeFaceDetector(max_faces=1) as det:
@@ -197,7 +196,6 @@ def canonical_face() -> np.ndarray:
     distance between the outer eye corners. Read from ``aufer/data/canonical_face.npy`` (made by
     :func:`build_canonical_face`, float32), so the pose needs neither MediaPipe nor the photos at run time.
     """
-
     c = np.load(data_path(CANONICAL_FILE)).astype(np.float64)
     if c.shape != (N_MESH_POINTS, 3):
         raise RuntimeError(f"{data_path(CANONICAL_FILE)} holds {c.shape}, expected ({N_MESH_POINTS}, 3); "

@@ -107,11 +107,18 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     if mod is not None and hasattr(mod, "__all__") and arch not in mod.__all__:
         mod.__all__.append(arch)
     _entrypoints[arch] = fn
-    _module_of[arch] = fn.__module__.rsplit(".", 1)[-1]
+    _module_of[arch] = _short_module(fn.__module__)
     _tags[arch] = list(cfgs) or [""]
     for tag, cfg in cfgs.items():
         _cfgs[f"{arch}.{tag}"] = cfg
     return fn
+
+
+def _short_module(module: str) -> str:
+    """The name ``list_models(module=...)`` knows a module by: a method's package name for a module of
+    ``aufer.methods.<name>`` (``mdhr``), else the module's last component (``joint``)."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["aufer", "methods"] and len(parts) > 2 else parts[-1]
 
 
 def _natural_key(s: str) -> list:
@@ -122,7 +129,8 @@ def list_models(pattern: str = "*", module: str | None = None, tags: bool = Fals
     """Registered architectures whose name matches the shell-style ``pattern``, naturally sorted.
 
     Args:
-        module: only those defined in this module (short name, e.g. ``"joint"``, or dotted full name).
+        module: only those defined in this module (short name: a method's package, e.g. ``"mdhr"``, or a module's
+            last component, e.g. ``"joint"``; or the dotted full name).
         tags: list every variant as ``arch.tag`` instead of the architectures (``pattern`` then matches the
             full names).
     """

@@ -138,7 +138,6 @@ def mirror_landmarks(landmarks: torch.Tensor, width: int) -> torch.Tensor:
     """Landmarks ``(..., 478, 2|3)`` in pixels of a crop ``width`` pixels wide → those of the horizontally
     flipped crop: x ↦ width − 1 − x, and points relabelled left ↔ right
     (:func:`aufer.faces.landmarks.mesh_mirror`), so that point i is still the same facial point."""
-
     out = landmarks[..., torch.from_numpy(mesh_mirror()).to(landmarks.device), :].clone()
     out[..., 0] = width - 1 - out[..., 0]
     return out

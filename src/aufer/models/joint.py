@@ -55,7 +55,6 @@ class LiteBackbone(nn.Module):
     def __init__(self, variant: str = "lite0", pretrained: bool = True, drop_connect: float = 0.0,
                  features: str = "head", freeze_stages: int = 0):
         super().__init__()
-
         if features not in ("head", "stages", "grid"):
             raise ValueError(f"features must be 'head', 'stages' or 'grid', not {features!r}")
         if not 0 <= freeze_stages <= 4:
@@ -161,7 +160,6 @@ class JointNet(nn.Module):
         self.au_head = nn.Linear(dim, len(self.aus))
         self.expr_probe = None
         if expr_probe:
-
             self.probe_dim = int(getattr(backbone, "probe_dim", 0))
             if not self.probe_dim:
                 raise ValueError("expr_probe needs a backbone with frozen features (aufer_lite with features='grid' "

@@ -71,7 +71,6 @@ def _resolve_device(name: str):
 def metadata(job, source: dict, opts: PredictOptions, pipeline, result=None) -> dict:
     """The sidecar ``<output>.json``: aufer's version, the schema, the model and its card, the face backend and
     its thresholds, the options, the input and the run's warnings."""
-
     det = pipeline.detector
     face = {"backend": type(det).__name__, "crop_size": pipeline.crop_size}
     for k in ("detector_range", "min_score", "max_faces"):
@@ -104,7 +103,6 @@ def _note(source: dict) -> str:
 
 def _thumbnails(df, job, crop: int = 96) -> dict:
     """The face of each track at its highest-score frame, cut from the input (box + 20 %), RGB uint8."""
-
     faces = df[face_mask(df)]
     if faces.empty:
         return {}

@@ -73,7 +73,6 @@ def default_name(path: Path, kind: str, fmt: str = "csv") -> str:
 
 
 def _folder_contents(folder: Path) -> tuple[bool, list[Path], list[Path]]:
-
     has_images, videos, other = False, [], []
     for p in sorted(folder.iterdir(), key=lambda q: natural_key(q.name)):
         if not p.is_file() or p.name.startswith("."):

@@ -13,11 +13,14 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import pandas as pd
 
 from aufer.media import iter_video, video_info
-from aufer.predict.report import _detected, table_columns
+from aufer.predict.report import table_columns
+from aufer.schema import face_mask
 
 __all__ = ["write_overlay_video", "frame_annotations", "draw_annotations"]
 
@@ -39,7 +42,7 @@ def frame_annotations(df: pd.DataFrame, top_aus: int = 3) -> dict[int, list[dict
     """
     need = ["frame", "face_x", "face_y", "face_w", "face_h"]
     emo_cols, au_cols = table_columns(df, need, top_aus)
-    rows = df[_detected(df)]
+    rows = df[face_mask(df)]
     box = rows[need[1:]].apply(pd.to_numeric, errors="coerce")
     rows = rows[np.isfinite(box.to_numpy(dtype=float)).all(axis=1)]
     emo = rows[emo_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float) if emo_cols else None
@@ -65,8 +68,6 @@ def draw_annotations(image: np.ndarray, annotations: list[dict]) -> np.ndarray:
     """Draw :func:`frame_annotations` entries (boxes and their text) on an RGB ``uint8`` image ``(H, W, 3)``
     in place; returns it. Text sits above the box when there is room, else below it, else inside it at the
     top, on a dark background for legibility; sizes scale with the image height."""
-    import cv2  # noqa: PLC0415
-
     h, w = image.shape[:2]
     scale = max(0.35, h / 1000.0)
     thick = max(2, int(round(h / 300)))
@@ -96,8 +97,6 @@ def draw_annotations(image: np.ndarray, annotations: list[dict]) -> np.ndarray:
 
 def _open_output(path: Path, width: int, height: int, rate: Fraction):
     """An output container and a video stream: libx264 (yuv420p) if it can be opened, else mpeg4."""
-    import av  # noqa: PLC0415
-
     container = av.open(str(path), mode="w")
     for codec, opts in (("libx264", {"crf": "20", "preset": "veryfast"}), ("mpeg4", {})):
         if codec not in av.codecs_available:
@@ -142,8 +141,6 @@ def write_overlay_video(video_path: str | Path, df: pd.DataFrame, out_path: str 
         ValueError: if ``df`` lacks ``frame`` or the box columns, or ``fps`` is not positive.
         RuntimeError: if neither libx264 nor mpeg4 can be used to encode.
     """
-    import av  # noqa: PLC0415
-
     video_path, out_path = Path(video_path), Path(out_path)
     if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps}")

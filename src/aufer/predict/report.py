@@ -23,7 +23,7 @@ from aufer.schema import face_mask
 
 __all__ = ["timeseries_figure", "still_figure", "predictions_figure", "confusion_figure", "history_figure",
            "plot_timeseries", "plot_still", "plot_predictions", "plot_confusion", "plot_history", "is_still",
-           "MAX_STILL_FACES"]
+           "MAX_STILL_FACES", "quiet_glyphs"]
 
 #: at most this many faces get a row of bar charts in :func:`still_figure`
 MAX_STILL_FACES = 8
@@ -32,7 +32,7 @@ _AU_P = re.compile(r"^AU(\d+)_p$")
 
 
 @contextlib.contextmanager
-def _quiet_glyphs() -> Iterator[None]:
+def quiet_glyphs() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*[Gg]lyph .* missing from", category=UserWarning)
         yield
@@ -40,7 +40,7 @@ def _quiet_glyphs() -> Iterator[None]:
 
 def _save(fig: Figure, out_png: str | Path) -> Path:
     out_png = Path(out_png)
-    with _quiet_glyphs():
+    with quiet_glyphs():
         fig.savefig(out_png, dpi=110)
     return out_png
 
@@ -58,7 +58,7 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
         The figure: axes 0 = AU heat map (image ``(A, n_frames)``), 1 = emotion lines, 2 = the colour bar when
         there are AU columns. Time axis in seconds, or the frame index for stills (NaN timestamps).
     """
-    faces = df[_detected(df)]
+    faces = df[face_mask(df)]
     main_id = faces["face_id"].mode().iloc[0] if len(faces) else -1
     frames = df.drop_duplicates("frame").set_index("frame")
     track = faces[faces["face_id"] == main_id].drop_duplicates("frame").set_index("frame").reindex(frames.index)
@@ -109,7 +109,6 @@ def _au_label(col: str) -> str:
         return code
 
 
-_detected = face_mask  # rows with a face (aufer.schema.face_mask)
 
 
 def table_columns(df: pd.DataFrame, need: Sequence[str], top_aus: int) -> tuple[list[str], list[str]]:
@@ -153,7 +152,7 @@ def still_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
         when there are AU columns); bar ``i`` of a panel is ``ax.patches[i]`` with ``width`` = probability,
         in column order from top to bottom.
     """
-    faces = df[_detected(df)]
+    faces = df[face_mask(df)]
     au_cols, emo_cols = _au_cols(df), [c for c in df.columns if str(c).startswith("emo_")]
     panels = [cols for cols in (au_cols, emo_cols) if cols]
     shown = faces.iloc[:MAX_STILL_FACES]

@@ -17,11 +17,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Mapping
 
+import cv2
 import numpy as np
 import pandas as pd
 
 import aufer
-from aufer.predict.report import _detected, _quiet_glyphs, predictions_figure, table_columns
+from aufer.predict.report import predictions_figure, quiet_glyphs, table_columns
+from aufer.schema import face_mask
 
 __all__ = ["write_html_report", "face_summary", "card_limits", "DEFAULT_WARNING"]
 
@@ -51,7 +53,6 @@ def _e(x) -> str:
 
 
 def _aufer_version() -> str:
-
     v = getattr(aufer, "__version__", None)
     if v:
         return str(v)
@@ -83,7 +84,7 @@ def face_summary(df: pd.DataFrame, top_aus: int = 5) -> pd.DataFrame:
     emo_cols, au_cols = table_columns(df, ("frame", "face_id"), top_aus)
     files = df["file"].astype(str) if "file" in df.columns else pd.Series("", index=df.index)
     n_frames = pd.DataFrame({"file": files, "frame": df["frame"]}).groupby("file")["frame"].nunique()
-    faces = df[_detected(df)].assign(file=files)
+    faces = df[face_mask(df)].assign(file=files)
     out_cols = ["file", "face_id", "frames_seen", "share_detected", *emo_cols, "top_emotion", "top_aus"]
     rows = []
     for (f, fid), g in faces.groupby(["file", "face_id"], sort=False):
@@ -173,14 +174,12 @@ def _md(text: str) -> str:
 
 def _png_data_uri(fig) -> str:
     buf = io.BytesIO()
-    with _quiet_glyphs():
+    with quiet_glyphs():
         fig.savefig(buf, format="png", dpi=100)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _image_data_uri(img: np.ndarray, key) -> str:
-    import cv2  # noqa: PLC0415
-
     a = np.asarray(img)
     if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) or 0 in a.shape[:2]:
         raise ValueError(f"thumbnail of face {key!r}: expected an RGB uint8 array (H, W, 3), got {a.dtype} "
@@ -252,7 +251,7 @@ def write_html_report(df: pd.DataFrame, out_html: str | Path, *, title: str, mod
     summary = face_summary(df, top_aus=top_aus)
     emo_cols = [c for c in summary.columns if str(c).startswith("emo_")]
     n_frames = int(df["frame"].nunique())
-    n_face_frames = int(df.loc[_detected(df), "frame"].nunique())
+    n_face_frames = int(df.loc[face_mask(df), "frame"].nunique())
     thumbs = [(k, _image_data_uri(v, k)) for k, v in (thumbnails or {}).items()]  # bad input fails first
     fig_uri = _png_data_uri(predictions_figure(df, title, note=f"model: {model_name}"))
     limits = card_limits(model_card_text) if limits is None else limits

@@ -69,7 +69,6 @@ def _run_model(model, items: list, threshold: float, flip: bool) -> None:
 
 
 def _face_row(frame: Frame, a, aus, emotions, mesh: bool) -> dict:
-
     row = empty_row(frame.index, frame.timestamp_s, frame.source, aus, emotions, status="ok", mesh=mesh)
     x, y, w, h = (float(v) for v in a.face.box)
     score = float(a.face.score)
@@ -140,8 +139,6 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
 
 def _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, window_stride) -> Iterator[dict]:
     """:func:`iter_predictions` for a clip model: rows in frame order, each released once its window has run."""
-
-
     t = contract.frame_window(model)
     stride = window_stride or int((getattr(model, "default_cfg", None) or {}).get("eval_stride") or t)
     queue: deque = deque()
@@ -205,7 +202,6 @@ def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size
         >>> df[["timestamp_s", "face_id", "AU12_p", "emotion"]].head()
     """
     if model is None or isinstance(model, (str, Path)):
-
         model = load_model(model)
     if device is not None:
         model.to(device)

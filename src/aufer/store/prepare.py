@@ -238,7 +238,6 @@ def prepare(records: FrameRecords | ClipRecords, out: str | Path, crop_size: int
     Worker processes are *spawned*: in a script, call ``prepare`` under ``if __name__ == "__main__":`` (the
     ``aufer prepare`` command does this for you).
     """
-
     workers = max(1, int(workers or os.cpu_count() or 1))
     store = FaceStore(out, "a", crop_size=crop_size, codec=codec, quality=quality)
     kind = "frames" if isinstance(records, FrameRecords) else "clips"

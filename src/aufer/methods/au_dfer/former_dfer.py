@@ -175,7 +175,6 @@ class SFormerLite(nn.Module):
     def __init__(self, variant: str = "lite0", pretrained: bool = True, num_patches: int = 49, heads: int = 8,
                  dim_head: int = 32, dropout: float = 0.0):
         super().__init__()
-
         self.lite = EfficientNetLite(variant, pretrained=False)
         if pretrained:
             load_pretrained(self.lite, variant)

@@ -195,7 +195,6 @@ class LiteTrunk(nn.Module):
 
     def __init__(self, variant: str = "lite0", pretrained: bool = True, drop_connect: float = 0.0):
         super().__init__()
-
         self.net = EfficientNetLite(variant, pretrained=pretrained, drop_connect=drop_connect)
         self.net._fc = None  # ImageNet classifier: not used
         self.stage_channels = tuple(self.net.stage_channels)

@@ -112,7 +112,6 @@ class LiteVision(nn.Module):
 
     def __init__(self, variant: str = "lite0", dim: int = 512, pretrained: bool = True):
         super().__init__()
-
         self.trunk = EfficientNetLite(variant, pretrained=pretrained)
         self.proj = nn.Linear(self.trunk.out_dim, dim)
         self.out_dim = dim

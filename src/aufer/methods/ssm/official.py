@@ -163,7 +163,6 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({first.__class__.__name__}); "
                                   "is the file complete?") from None
         try:
-
             mod = types.SimpleNamespace(Unpickler=_TensorsOnly, load=pickle.load, __name__="aufer_tensors_only")
             sd = torch.load(path, map_location="cpu", weights_only=False, pickle_module=mod)
         except Exception as e:  # noqa: BLE001  (a damaged archive)

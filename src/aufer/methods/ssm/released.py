@@ -245,7 +245,6 @@ def frame_segments(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         ValueError: a (sequence, frame) pair occurs twice (overlapping test windows).
     """
-
     try:
         parts = runs(table)
     except ValueError as e:

@@ -72,7 +72,6 @@ def clip_tokenizer():
     header) joined, then ``<|startoftext|>`` (49406) and ``<|endoftext|>`` (49407). Built in memory: no files written,
     nothing downloaded. Source of the merges file: ``aufer/data/clip/README.md``.
     """
-
     from transformers import CLIPTokenizer
 
     raw = resources.files("aufer").joinpath("data/clip/bpe_simple_vocab_16e6.txt.gz").read_bytes()
