@@ -12,6 +12,7 @@ torch import, and whether PyTorch was imported on that path (``python -X importt
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def _time(cmd: list[str]) -> float:
 
 def _imports_torch(cmd: list[str]) -> bool:
     r = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True)
-    return any(line.rstrip().endswith("| torch") for line in r.stderr.splitlines())
+    return any(re.search(r"\|\s+torch$", line.rstrip()) for line in r.stderr.splitlines())
 
 
 def main() -> None:

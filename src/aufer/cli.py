@@ -32,9 +32,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from aufer import __version__
 from aufer._runtime import tune_allocator
-from aufer.media import MediaError
+from aufer.errors import UserMistake
 from aufer.predict.cli import PredictOptions, run_predict
-from aufer.predict.jobs import OptionError, OutputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aufer: facial Action Units and expressions from images and video.")
@@ -45,8 +44,13 @@ for _c in (err, out):  # piped or redirected: no line wrapping, no colour codes
         _c.soft_wrap = True
 
 
-class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
+class UserError(UserMistake):
+    """A problem the user can fix, found by the command line itself; printed as one line."""
+
+
+#: what a user mistake is: every layer's own error types derive from aufer.errors.UserMistake, so none of their
+#: modules (and so no PyTorch) is imported to catch them
+USER_ERRORS: tuple[type[BaseException], ...] = (UserMistake,)
 
 
 _DEBUG = {"on": False}
@@ -70,18 +74,6 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean a user mistake (one line, exit code 2)."""
-    from aufer.engine.recipe import RecipeError  # noqa: PLC0415  heavy (torch)
-    from aufer.engine.runner import TrainingError  # noqa: PLC0415  heavy (torch)
-    from aufer.engine.state import StateError  # noqa: PLC0415  heavy (torch)
-    from aufer.models import CheckpointError  # noqa: PLC0415  heavy (torch)
-    from aufer.readers.records import LayoutError  # noqa: PLC0415  heavy (pandas)
-    from aufer.store import StoreError  # noqa: PLC0415  heavy (pandas)
-
-    return (UserError, RecipeError, TrainingError, StateError, MediaError, CheckpointError, LayoutError, StoreError)
-
-
 def _out_of_memory(e: BaseException) -> bool:
     torch = sys.modules.get("torch")  # nothing ran out of GPU memory if PyTorch was never imported
     return torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)
@@ -92,7 +84,7 @@ def _guard(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as e:
-        if _DEBUG["on"] or not (isinstance(e, user_errors()) or _out_of_memory(e)):
+        if _DEBUG["on"] or not (isinstance(e, USER_ERRORS) or _out_of_memory(e)):
             raise
         if _out_of_memory(e):
             _fail("CUDA out of memory: lower data.au.batch_size / data.expr.batch_size (e.g. --set "
@@ -162,7 +154,7 @@ def predict(
         failed = run_predict(list(paths), opts, out, err)
     except KeyboardInterrupt:  # run_predict has said where the partial output is and how to resume
         raise typer.Exit(130) from None
-    except user_errors() + (OutputError, OptionError, FileNotFoundError) as e:
+    except USER_ERRORS + (FileNotFoundError,) as e:
         if _DEBUG["on"]:
             raise
         _fail(str(e))
@@ -200,7 +192,7 @@ def prepare(
         out.print(f"{records.dataset}: {len(records)} {'labelled frames' if per_frame else 'clips'} in "
                   f"{records.table['sequence' if per_frame else 'clip'].nunique()} sequences")
         report = run_prepare(records, store, crop_size=size, workers=workers)
-    except user_errors() + (FileNotFoundError,) as e:
+    except USER_ERRORS + (FileNotFoundError,) as e:
         if _DEBUG["on"]:
             raise
         _fail(str(e))

@@ -17,6 +17,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from aufer.errors import UserMistake
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -25,7 +27,7 @@ VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg",
 __all__ = ["MediaError", "Frame", "media_kind", "read_image", "iter_frames", "video_info", "list_images", "natural_key"]
 
 
-class MediaError(ValueError):
+class MediaError(UserMistake, ValueError):
     """A user-facing problem with an input path (message is one line and says what to do)."""
 
 

@@ -25,11 +25,13 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from aufer.errors import UserMistake
+
 __all__ = ["RecipeError", "Recipe", "DataSource", "Data", "ModelSpec", "Optim", "Schedule", "Train", "Select",
            "load", "read", "from_dict", "to_dict", "dump", "parse_set", "build_section"]
 
 
-class RecipeError(ValueError):
+class RecipeError(UserMistake, ValueError):
     """A recipe (or a ``--set`` override) that does not fit the schema; the message names the key."""
 
 

@@ -40,6 +40,7 @@ from aufer.engine.loop import NonFiniteLossError, predict, summarise, train_one_
 from aufer.engine.recipe import Recipe, RecipeError, dump, load
 from aufer.engine.state import load_latest, save_state, set_rng_state
 from aufer.engine.tables import au_frame_table, expr_clip_table, write_table
+from aufer.errors import UserMistake
 from aufer.models import load_model, save_model
 from aufer.models.probe import fit_expression_probe
 from aufer.training import LOSSES, STEPS, LossContext, StepContext, attach_loss_params
@@ -49,7 +50,7 @@ __all__ = ["TrainingError", "fit", "evaluate_run", "selection_label", "is_finish
 log = logging.getLogger(__name__)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserMistake, RuntimeError):
     """Training stopped for a reason the user can act on (a non-finite loss); the message says what to do."""
 
 

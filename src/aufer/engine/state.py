@@ -27,12 +27,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from aufer.errors import UserMistake
+
 __all__ = ["StateError", "save_state", "load_state", "load_latest", "latest_dir", "rng_state", "set_rng_state"]
 
 log = logging.getLogger(__name__)
 
 
-class StateError(ValueError):
+class StateError(UserMistake, ValueError):
     """A training state that cannot be used (missing, truncated or corrupted files); the message names it."""
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
+from aufer.errors import UserMistake
+
 __all__ = ["CheckpointError", "save_model", "load_checkpoint", "read_checkpoint_json", "resolve_checkpoint"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserMistake, ValueError):
     """A checkpoint file that exists but cannot be used: truncated or corrupted safetensors or JSON, no model
     config, or weights that do not fit the architecture. The message names the file."""
 

@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aufer.errors import UserMistake
 from aufer.media import IMAGE_EXTS, VIDEO_EXTS, MediaError, media_kind, natural_key
 
 __all__ = ["Job", "Plan", "OutputError", "OptionError", "OutputLock", "plan_jobs", "check_output", "default_name", "FORMATS"]
@@ -29,11 +30,11 @@ __all__ = ["Job", "Plan", "OutputError", "OptionError", "OutputLock", "plan_jobs
 FORMATS = {"csv": ".csv", "parquet": ".parquet"}
 
 
-class OutputError(ValueError):
+class OutputError(UserMistake, ValueError):
     """An output path that cannot be written (one line saying what to do)."""
 
 
-class OptionError(ValueError):
+class OptionError(UserMistake, ValueError):
     """A command-line option out of its range (one line saying what is allowed)."""
 
 

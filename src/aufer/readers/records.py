@@ -24,10 +24,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from aufer.errors import UserMistake
+
 __all__ = ["LayoutError", "FrameRecords", "ClipRecords", "check_layout"]
 
 
-class LayoutError(ValueError):
+class LayoutError(UserMistake, ValueError):
     """A dataset root does not have the expected layout.
 
     Attributes:

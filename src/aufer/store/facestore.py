@@ -40,13 +40,14 @@ import numpy as np
 import pandas as pd
 
 from aufer import __version__
+from aufer.errors import UserMistake
 from aufer.faces.landmarks import N_LANDMARKS
 from aufer.readers.records import ClipRecords, FrameRecords
 
 __all__ = ["FaceStore", "StoredFrame", "StoreError"]
 
 
-class StoreError(ValueError):
+class StoreError(UserMistake, ValueError):
     """A store file is missing, not a store, or was made with incompatible settings."""
 
 

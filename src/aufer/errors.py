@@ -1,0 +1,13 @@
+"""The base class of the errors that mean a user's mistake (a leaf module: it imports nothing).
+
+The command line prints such an error as one line and exits with code 2, never with a traceback; any other
+exception is a programming error and keeps its traceback. Each layer defines its own error types (a bad recipe, a
+damaged checkpoint, a missing store ...) as subclasses of :class:`UserMistake` and of the builtin type callers
+expect (``ValueError``, ``RuntimeError``), so the command line catches them all without importing their modules.
+"""
+
+__all__ = ["UserMistake"]
+
+
+class UserMistake(Exception):
+    """A problem the user can fix; its message is one line that says what to do."""
