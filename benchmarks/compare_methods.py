@@ -19,7 +19,7 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
 * ``joint-cw`` — the same with the AU BCE weighted by the training data's class weights (MDHR's and MAL's
   AU losses are class-weighted: this row separates the weighting from the architecture);
 * ``au-only`` / ``expr-only`` — single-task: ``aufer_lite.lite0`` on one data source;
-* ``uncertainty`` — the joint model with uncertainty weighting (Kendall, Gal & Cipolla 2018; ``losses_mtl``);
+* ``uncertainty`` — the joint model with uncertainty weighting (Kendall, Gal & Cipolla 2018; :mod:`aufer.methods.mtl`);
 * ``mdhr`` — ``mdhr.disfa_lite0`` (AU only, 16-frame clips, MDHR loss) at ``--mdhr-size`` px (128: MDHR's token
   grids need a side divisible by 32, which 112 is not);
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
@@ -137,7 +137,9 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
 def _pseudo_store(data, run_dir: Path, labeller: Path) -> Path:
     """A copy of the expression store with the ``labeller`` model's per-frame AU probabilities (``aufer
     label-aus``); made once per seed."""
-    from aufer.store.au_labels import label_store_with_model
+    from aufer.models import load_model
+    from aufer.models.weights import resolve_checkpoint
+    from aufer.predict.label_aus import label_store_with_model
 
     path = run_dir / "expr_pseudo.sqlite"
     done = run_dir / "expr_pseudo.json"
@@ -151,7 +153,8 @@ def _pseudo_store(data, run_dir: Path, labeller: Path) -> Path:
     src.close()
     dst.close()
     tmp.replace(path)
-    info = label_store_with_model(path, labeller, device="cpu")
+    weights = resolve_checkpoint(labeller)[0]
+    info = label_store_with_model(path, load_model(weights), device="cpu", model_path=weights)
     done.write_text(json.dumps({k: v for k, v in info.items() if isinstance(v, (int, float, str, list, bool))},
                                indent=1))
     return path

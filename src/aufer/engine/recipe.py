@@ -106,9 +106,9 @@ class Schedule:
 @dataclass
 class Train:
     epochs: int = 10
-    loss: str = "joint"                   #: a name in :data:`aufer.training.losses.LOSSES`
+    loss: str = "joint"                   #: a name in :data:`aufer.training.LOSSES`
     loss_args: dict[str, Any] = field(default_factory=dict)
-    step: str = "joint"                   #: a name in :data:`aufer.training.steps.STEPS`
+    step: str = "joint"                   #: a name in :data:`aufer.training.STEPS`
     step_args: dict[str, Any] = field(default_factory=dict)
     clip_grad: Optional[float] = None     #: max gradient norm; null = off
     accumulate: int = 1                   #: optimiser step every N batches
