@@ -72,7 +72,10 @@ def test_quick_demo_end_to_end(tmp_path):
     for name in ("face_jpg_aufer.csv", "face_jpg_aufer.png", "face_jpg_aufer.html"):
         assert (tmp_path / name).is_file(), name
     side = json.loads((tmp_path / "face_jpg_aufer.csv.json").read_text())
-    assert side["model"] == "aufer_tiny.demo" and "SYNTHETIC" in side["synthetic_note"] and side["default_model"] is None
+    assert side["model"] == "aufer_fusion.faceapi" and "SYNTHETIC" in side["synthetic_note"] and side["default_model"] is None
+    # the demo fuses its model with face-api's network (extra.fuse_faceapi), weights chosen on validation people
+    assert set(m["fusion"]) >= {"w_faceapi", "w_probe", "bias"} and m["fusion"]["n_val_photos"] == 8
+    assert "real_photos_aufer_alone" in t
 
 
 def _tiny_checkpoint(folder):

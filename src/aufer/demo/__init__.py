@@ -28,15 +28,17 @@ from aufer.datasets.clips import ExprClipDataset
 from aufer.datasets.loaders import make_loader
 from aufer.demo.data import (HAPPY, NEUTRAL, DemoData, DemoSettings, StageProgress, prepare_data, split_identities,
                              synth_excluded)
-from aufer.demo.metrics import held_out_metrics, real_photo_metrics
+from aufer.demo.metrics import dataset_probabilities, held_out_metrics, real_photo_metrics
 from aufer.engine.loop import evaluate
 from aufer.engine.recipe import RecipeError, build_section, load, read
 from aufer.engine.runner import fit
 from aufer.media import video_info
 from aufer.models import load_model, save_model
+from aufer.models.fusion import assemble, choose_fusion_weights
 from aufer.predict import predict_to_csv
 from aufer.predict.report import plot_confusion, plot_history, plot_timeseries
 from aufer.store import FaceStore
+from aufer.vocab import data_path
 
 __all__ = ["run_demo", "demo_recipe", "read_demo_recipe", "engine_recipe", "DemoSettings", "DemoData", "split_identities", "prepare_data",
            "real_photo_metrics", "held_out_metrics", "HAPPY", "NEUTRAL"]
@@ -135,10 +137,16 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
     test = held_out_metrics(result["test"], real_photo_metrics(model, _eval_set(data.expr_store, data.real_test)),
                             synth_expr, n_au_frames)
     sel = result["selection"]
-    save_model(model, out / "model", extra={
+    fusion = None
+    if settings.fuse_faceapi:
+        model, fusion = fuse_with_faceapi(model, _eval_set(data.expr_store, data.real_val))
+        test["real_photos_aufer_alone"] = test["real_photos"]
+        test["real_photos"] = real_photo_metrics(model, _eval_set(data.expr_store, data.real_test))
+    save_model(model, out / "model", keep=("faceapi.",), extra={
         "trained_on": "aufer demo: SYNTHETIC FACS-warp AU clips + real London Set photos + SYNTHETIC prototype "
                       "expressions; " + ATTRIBUTION,
-        "synthetic_note": synth.SYNTHETIC_NOTE, "selected_epoch": sel["epoch"], "selection": "validation people only"})
+        "synthetic_note": synth.SYNTHETIC_NOTE, "selected_epoch": sel["epoch"], "selection": "validation people only",
+        **({"fusion": fusion} if fusion else {})})
     history = [{k.replace("train_", ""): v for k, v in row.items()}
                for row in pd.read_csv(out / "train" / "epochs.csv").to_dict("records")]
     metrics = {
@@ -150,6 +158,7 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
         "selection": {"epoch": sel["epoch"], "criterion": "mean of validation " + ", ".join(r.select.metric),
                       "data": "validation people only (never test)"},
         "test": test,
+        **({"fusion": fusion} if fusion else {}),
         "validation_at_selected_epoch": next((h for h in history if h["epoch"] == sel["epoch"]), None),
         "targets": {"happy_vs_neutral_accuracy": 0.90, "au12_smile_gt_neutral": 0.95,
                     "note": "targets of the demo (issue 2); not measurements"},
@@ -183,6 +192,23 @@ def run_demo(out_dir: str | Path, recipe: str | Path | None = None, overrides: l
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     _print_summary(console, metrics, out)
     return metrics
+
+
+def fuse_with_faceapi(model, val_real) -> tuple:
+    """aufer's default-model design (:mod:`aufer.models.fusion`): the trained JointNet fused with face-api's
+    expression network, the fusion weights chosen on the validation people's real photos ``val_real`` (an
+    evaluation dataset of one-frame clips; never test people). Returns the fused model and a summary of the
+    choice."""
+    faceapi = load_model(data_path("models", "faceapi-expression"))
+    p_fa = dataset_probabilities(assemble(model, faceapi, 1.0, 0.0, 0.0), val_real)  # the fused output is face-api's
+    p_pr = dataset_probabilities(model, val_real)
+    smiling = p_fa["expr"] == HAPPY
+    keep = smiling | (p_fa["expr"] == NEUTRAL)
+    (wf, wp, b), table = choose_fusion_weights(p_fa["p_expr"][keep], p_pr["p_expr"][keep], smiling[keep])
+    best = min(table, key=lambda r: r[3])
+    return assemble(model, faceapi, wf, wp, b), {
+        "w_faceapi": wf, "w_probe": wp, "bias": b, "val_log_loss": best[3], "val_happy_vs_neutral": best[4],
+        "n_val_photos": int(keep.sum()), "chosen_on": "validation people's real neutral and smiling photos"}
 
 
 def _print_summary(console, m: dict, out: Path) -> None:

@@ -62,6 +62,7 @@ class DemoSettings:
     real_repeat: int = 1                # each real FE-train photo appears this many times per epoch
     workers: int = 2                    # processes for synthetic data generation
     video: str = ""                     # video analysed at the end ("" = the bundled Pexels video)
+    fuse_faceapi: bool = False          # fuse the trained model with face-api's expression network (aufer.models.fusion)
 
 
 def synth_excluded(s: DemoSettings) -> list[int]:

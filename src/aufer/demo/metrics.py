@@ -9,10 +9,12 @@ from aufer.datasets.loaders import make_loader
 from aufer.demo.data import HAPPY, NEUTRAL
 from aufer.engine.loop import predict
 
-__all__ = ["real_photo_metrics", "held_out_metrics", "smile_pair_share", "clip_au_probability"]
+__all__ = ["real_photo_metrics", "held_out_metrics", "smile_pair_share", "clip_au_probability", "dataset_probabilities"]
 
 
-def _probabilities(model, dataset, batch_size: int = 64):
+def dataset_probabilities(model, dataset, batch_size: int = 64) -> dict:
+    """The engine's predictions of ``model`` on an evaluation dataset (:func:`aufer.engine.loop.predict`: ``p_au``
+    ``(N, T, A)``, ``p_expr`` ``(N, E)``, ``expr`` labels, ``index`` into the dataset), no test-time augmentation."""
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else "cpu"
     return predict(model, make_loader(dataset, batch_size, train=False), device=device)
@@ -42,7 +44,7 @@ def smile_pair_share(subject, smiling, value) -> tuple[float, int]:
 def clip_au_probability(model, dataset, au: int = 12):
     """P(AU ``au``) of the first frame of every clip of an evaluation dataset, as a ``pandas.Series`` indexed by
     clip name (no test-time augmentation)."""
-    pred = _probabilities(model, dataset)
+    pred = dataset_probabilities(model, dataset)
     clips = dataset.records.table["clip"].to_numpy()[pred["index"]]
     return pd.Series(pred["p_au"][:, 0, list(model.aus).index(au)], index=clips)
 
@@ -56,7 +58,7 @@ def real_photo_metrics(model, real) -> dict:
     * ``au12_smile_gt_neutral``: fraction of people with both photos whose AU12 probability is higher on the
       smiling photo.
     """
-    pred = _probabilities(model, real)
+    pred = dataset_probabilities(model, real)
     p_au, p_e, truth = pred["p_au"], pred["p_expr"], pred["expr"]
     identity = real.records.table["subject"].to_numpy()[pred["index"]]
     called_happy = p_e[:, HAPPY] > p_e[:, NEUTRAL]

@@ -9,6 +9,7 @@ the registry nor the weights module imports the factory.
 
 from aufer.models import joint  # noqa: F401  (registers aufer's own models)
 from aufer.models import faceapi_expression  # noqa: F401  (registers the face-api expression network)
+from aufer.models import fusion  # noqa: F401  (registers aufer_fusion, the default model's design)
 from aufer.models._factory import create_model, load_model
 from aufer.models._registry import (IMPORTERS, Importer, UnknownModelError, default_cfg, is_model, list_models,
                                     list_modules, model_entrypoint, register_importer, register_model,

@@ -35,7 +35,7 @@ def _replace_atomic(data: bytes, dst: Path) -> None:
 
 
 def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = None,
-               dtype: torch.dtype | None = None) -> Path:
+               dtype: torch.dtype | None = None, keep: tuple[str, ...] = ()) -> Path:
     """Write ``<path>.safetensors`` and ``<path>.json``, each atomically (a temporary file, then a rename);
     an existing checkpoint at ``path`` is replaced. ``path`` may end in ``.safetensors``.
 
@@ -44,6 +44,8 @@ def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = No
         extra: JSON-serialisable facts stored beside ``"model"`` (training settings, metrics ...).
         dtype: store floating-point tensors in this dtype (e.g. ``torch.float16`` for a shipped model; they are
             cast back to the model's dtype on loading).
+        keep: tensor-name prefixes stored in their own dtype whatever ``dtype`` says (e.g. ``("faceapi.",)``: a
+            part whose weights must stay exact).
 
     Returns:
         The safetensors path.
@@ -63,7 +65,8 @@ def save_model(model: torch.nn.Module, path: str | Path, extra: dict | None = No
     weights, meta = path.with_suffix(".safetensors"), path.with_suffix(".json")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if dtype is not None:
-        state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}
+        state = {k: (v.to(dtype) if v.is_floating_point() and not k.startswith(tuple(keep)) else v)
+                 for k, v in state.items()}
     _replace_atomic(save(state, metadata={"format": "pt"}), weights)
     _replace_atomic(meta_text.encode(), meta)
     return weights
