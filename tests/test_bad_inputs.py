@@ -196,6 +196,7 @@ def test_many_faces_capped_by_max_faces(run, tmp_path):
     assert r.exit_code == 0, r.stderr
     df = table(tmp_path / "group_jpg_aufer.csv")
     assert len(df) == 2
+    assert "warning:" in r.stderr and "hold 2 faces, the most kept per frame" in r.stderr  # the cap is reported
 
 
 def test_unicode_path(run, tmp_path):
@@ -300,7 +301,7 @@ def test_min_face_score_out_of_range(run, tmp_path):
     one_line_error(run(tmp_path / "a.jpg", "--min-face-score", "1.5"), "--min-face-score must be in (0, 1]")
 
 
-def test_a_second_run_on_the_same_output_is_refused(run, tmp_path):
+def test_a_second_run_while_the_first_writes_the_output_is_refused(run, tmp_path):
     import socket
 
     write_image(tmp_path / "a.jpg", face_frame(0))
@@ -313,6 +314,23 @@ def test_a_second_run_on_the_same_output_is_refused(run, tmp_path):
         holder.kill()
         holder.wait()
     assert run(tmp_path / "a.jpg").exit_code == 0  # the holder is gone: its stale lock is taken over
+
+
+def test_a_finished_output_is_kept_unless_overwrite_is_given(run, tmp_path):
+    write_image(tmp_path / "a.jpg", face_frame(0))
+    write_image(tmp_path / "b.jpg", face_frame(1))
+    assert run(tmp_path / "a.jpg").exit_code == 0
+    out = tmp_path / "a_jpg_aufer.csv"
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    r = run(tmp_path / "a.jpg", tmp_path / "b.jpg")  # a is finished: kept; b is new: analysed
+    assert r.exit_code == 0, r.stderr
+    kept = [ln for ln in r.stderr.splitlines() if ln.startswith("kept:")]
+    assert len(kept) == 1 and "a_jpg_aufer.csv" in kept[0] and "--overwrite" in kept[0]
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before and (tmp_path / "b_jpg_aufer.csv").is_file()
+    assert "kept: finished earlier" in r.stdout
+    r = run(tmp_path / "a.jpg", "--overwrite")
+    assert r.exit_code == 0 and "kept:" not in r.stderr
+    assert out.stat().st_mtime_ns != before[1] and table(out).face_detected.all()
 
 
 def test_parquet_output(run, tmp_path):

@@ -62,8 +62,27 @@ def test_out_names_one_file_for_one_job_only(media, tmp_path):
 def test_out_suffix_and_format_must_agree(media, tmp_path):
     with pytest.raises(OutputError, match="make them agree"):
         plan_jobs([media / "a.jpg"], out=tmp_path / "t.csv", fmt="parquet")
-    with pytest.raises(OutputError, match="csv or parquet"):
+    with pytest.raises(OutputError, match="csv, parquet or openface"):
         plan_jobs([media / "a.jpg"], fmt="xlsx")
+    with pytest.raises(OutputError, match="make them agree"):
+        plan_jobs([media / "a.jpg"], out=tmp_path / "t.parquet", fmt="openface")
+
+
+def test_openface_format_writes_a_csv_with_its_own_default_name(media, tmp_path):
+    assert default_name(tmp_path / "x.mp4", "video", "openface") == "x_mp4_aufer_openface.csv"
+    assert default_name(tmp_path / "shots", "folder", "openface") == "shots_images_aufer_openface.csv"
+    plan = plan_jobs([media], out_dir=tmp_path / "o", fmt="openface")
+    assert [j.output.name for j in plan.jobs] == ["in_images_aufer_openface.csv", "clip_mp4_aufer_openface.csv"]
+    assert plan_jobs([media / "a.jpg"], out=tmp_path / "t.csv", fmt="openface").jobs[0].output == tmp_path / "t.csv"
+
+
+def test_a_job_is_finished_when_its_output_table_exists(media, tmp_path):
+    job = plan_jobs([media / "a.jpg"], out=tmp_path / "t.csv").jobs[0]
+    assert not job.finished
+    (tmp_path / "t.csv.partial").write_text("frame\n0\n")  # an interrupted run: not finished, to be resumed
+    assert not job.finished
+    (tmp_path / "t.csv").write_text("frame\n0\n")
+    assert job.finished
 
 
 def test_missing_input_and_empty_folder_fail_before_any_work(tmp_path):

@@ -175,16 +175,36 @@ def test_timeseries_plot_has_one_row_per_au_and_one_line_per_emotion(tmp_path):
     df = _table(aus, emotions, [0.0, 0.04, 0.08, 0.12, 0.16], [1, 2, 0, 1, 1])
     fig = timeseries_figure(df, title="t")
     heat, lines = fig.axes[0], fig.axes[1]
-    assert heat.images[0].get_array().shape == (3, 5)
+    assert heat.collections[0].get_array().shape == (3, 5)
     assert [ln.get_label() for ln in lines.get_lines()] == list(emotions)
     main = df[df.face_id == 0].set_index("frame").reindex(range(5))  # face 0 is in 4 frames, face 1 in one
     for ln, e in zip(lines.get_lines(), emotions):
         np.testing.assert_allclose(ln.get_xdata(), [0.0, 0.04, 0.08, 0.12, 0.16])
         np.testing.assert_allclose(ln.get_ydata(), main[f"emo_{e}"].to_numpy(dtype=float))  # NaN at frame 2
-    assert np.isnan(np.ma.filled(heat.images[0].get_array().astype(float), np.nan)[:, 2]).all()
+    assert np.ma.getmaskarray(heat.collections[0].get_array())[:, 2].all()  # frame 2 has no face 0: blank
     assert lines.get_xlabel() == "time (s)"
     png = plot_timeseries(df, tmp_path / "ts.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variable_frame_rate_heat_map_and_lines_share_the_real_time_axis():
+    """A video that runs at 30 frames/s, then 10: the heat map's cells sit on the real timestamps, where the emotion
+    lines put their points (not on evenly spaced frames)."""
+    from aufer.predict.report import time_edges, timeseries_figure
+
+    t = [0.0, 1 / 30, 2 / 30, 3 / 30, 3 / 30 + 0.1, 3 / 30 + 0.2, 3 / 30 + 0.3]
+    df = _table((1, 12), ("happiness", "neutral"), t, [1] * len(t))
+    fig = timeseries_figure(df)
+    heat, lines = fig.axes[0], fig.axes[1]
+    for ln in lines.get_lines():
+        np.testing.assert_allclose(ln.get_xdata(), t)
+    edges = heat.collections[0].get_coordinates()[0, :, 0]  # x of the cell corners along the top row
+    np.testing.assert_allclose(edges, time_edges(np.array(t)))
+    centres = (edges[1:] + edges[:-1]) / 2
+    np.testing.assert_allclose(centres[1:-1], t[1:-1], atol=0.02)  # cells straddle their own frame's time
+    np.testing.assert_allclose(edges[[0, -1]], [-1 / 60, t[-1] + 0.05])
+    assert heat.get_xlim()[1] == pytest.approx(t[-1] + 0.05)  # the axis ends with the video, not after 7 even steps
+    np.testing.assert_allclose(time_edges(np.array([2.0])), [1.5, 2.5])
 
 
 def test_still_image_plot_shows_its_values():
@@ -196,7 +216,7 @@ def test_still_image_plot_shows_its_values():
     assert len(lines) == 2 and fig.axes[1].get_xlabel() == "frame"
     for ln in lines:  # one point each: visible only as a marker
         assert len(ln.get_ydata()) == 1 and np.isfinite(ln.get_ydata()).all() and ln.get_marker() not in ("", "None", None)
-    assert fig.axes[0].images[0].get_array().shape == (2, 1)
+    assert fig.axes[0].collections[0].get_array().shape == (2, 1)
 
 
 def test_report_leaves_the_backend_alone_and_hides_glyph_warnings(tmp_path, monkeypatch):
@@ -243,8 +263,8 @@ def test_api_takes_a_list_of_paths_and_image_arrays(faces_df, tiny_model, pipeli
     arr = predict([read_image(p) for p in paths], tiny_model, pipeline, flip=True)
     assert list(arr.file) == ["<array 0>", "<array 1>"]
     np.testing.assert_allclose(arr.filter(like="_p").to_numpy(float), df.filter(like="_p").to_numpy(float), atol=1e-5)
-    with pytest.raises(MediaError, match="uint8 RGB"):
-        predict(np.zeros((10, 10), np.uint8), tiny_model, pipeline)
+    with pytest.raises(MediaError, match=r"expected uint8 of shape \(H, W\) greyscale"):
+        predict(np.zeros((10, 10, 3), np.float32), tiny_model, pipeline)
 
 
 def test_parquet_output_equals_the_csv(tmp_path, faces_df, tiny_model, pipeline):

@@ -225,3 +225,62 @@ def test_html_report_renders_in_headless_chromium(report, tmp_path):
     red = (rgb[..., 0] > 180) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
     blue = (rgb[..., 2] > 180) & (rgb[..., 0] < 80) & (rgb[..., 1] < 80)
     assert red.sum() > 2000 and blue.sum() > 2000  # the inline thumbnails are shown (offline data: URIs)
+
+
+# --- thumbnails: one per face and per file ---------------------------------------------------------------------
+
+def _faces_table(rows):
+    """A table with only what face_thumbnails reads: (frame, timestamp, file, face_id, score, box)."""
+    cols = ["frame", "timestamp_s", "file", "face_id", "face_score", "face_x", "face_y", "face_w", "face_h"]
+    df = pd.DataFrame(rows, columns=cols)
+    df["face_detected"] = df["face_id"] >= 0
+    return df
+
+
+COLOURS = {"a.png": (220, 30, 30), "b.png": (30, 200, 30), "c.png": (30, 30, 220)}
+
+
+def test_a_folder_gets_a_thumbnail_per_face_and_per_file(tmp_path):
+    from aufer.predict.cli import face_thumbnails
+    from fakes import write_image
+
+    for name, colour in COLOURS.items():
+        img = np.full((120, 160, 3), 90, np.uint8)
+        img[20:60, 10:50] = colour          # face 0 of each file
+        img[60:110, 100:150] = 255 - np.array(colour, np.uint8)  # face 1 of a.png only
+        write_image(tmp_path / name, img)
+    rows = [(0, np.nan, str(tmp_path / "a.png"), 0, 0.9, 14, 24, 32, 32),
+            (0, np.nan, str(tmp_path / "a.png"), 1, 0.8, 105, 65, 40, 40),
+            (1, np.nan, str(tmp_path / "b.png"), 0, 0.9, 14, 24, 32, 32),
+            (2, np.nan, str(tmp_path / "c.png"), -1, np.nan, np.nan, np.nan, np.nan, np.nan)]  # no face
+    df = _faces_table(rows)
+    thumbs = face_thumbnails(df, "folder", tmp_path)
+    assert list(thumbs) == [("a.png", 0), ("a.png", 1), ("b.png", 0)]  # every file's faces, not one file's
+    for (name, fid), t in thumbs.items():
+        assert t.shape == (96, 96, 3) and t.dtype == np.uint8
+        want = np.array(COLOURS[name]) if fid == 0 else 255 - np.array(COLOURS[name])
+        np.testing.assert_allclose(t[48, 48], want, atol=3)
+    assert list(face_thumbnails(df, "folder", tmp_path, limit=2)) == [("a.png", 0), ("a.png", 1)]
+    text = write_html_report(df.assign(emotion=""), tmp_path / "r.html", title="t", model_name="m",
+                             thumbnails=face_thumbnails(df, "folder", tmp_path, limit=2)).read_text(encoding="utf-8")
+    assert "a.png · id 0" in text and "a.png · id 1" in text and "b.png · id 0" not in text
+    assert "thumbnails of 2 of the 3 faces" in text
+
+
+def test_a_video_gets_a_thumbnail_per_track_at_its_best_frame(tmp_path):
+    from aufer.predict.cli import face_thumbnails
+    from fakes import write_video
+
+    frames = []
+    for k in range(4):
+        img = np.full((96, 128, 3), 90, np.uint8)
+        img[10:50, 10:50] = (220, 30, 30) if k == 2 else (200, 200, 200)  # track 0 is red in frame 2 only
+        img[40:90, 70:120] = (30, 30, 220)  # track 5
+        frames.append(img)
+    src = write_video(tmp_path / "v.mp4", frames)
+    rows = [(k, k / 25, str(src), 0, 0.99 if k == 2 else 0.5, 10, 10, 40, 40) for k in range(4)]
+    rows += [(k, k / 25, str(src), 5, 0.7, 72, 42, 46, 46) for k in range(1, 3)]
+    thumbs = face_thumbnails(_faces_table(rows), "video", src)
+    assert sorted(thumbs) == [0, 5]
+    assert thumbs[0][48, 48, 0] > 150 and thumbs[0][48, 48, 1] < 90  # cut from frame 2, its best score
+    assert thumbs[5][48, 48, 2] > 150

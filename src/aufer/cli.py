@@ -34,6 +34,7 @@ from aufer import __version__
 from aufer._runtime import tune_allocator
 from aufer.errors import UserMistake
 from aufer.predict.cli import PredictOptions, run_predict
+from aufer.predict.defaults import DEFAULT_DETECTOR_RANGE, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE_SCORE
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="aufer: facial Action Units and expressions from images and video.")
@@ -126,30 +127,42 @@ def predict(
     output: Optional[Path] = typer.Option(None, "--out", help="the table to write, for one input (.csv or .parquet; "
                                                                "default <name>_<ext>_aufer.csv in --out-dir)"),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="folder for default-named outputs (default: here)"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv | parquet (default: from --out, else csv)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv | parquet | openface (OpenFace 2.x's CSV columns "
+                                                             "and conventions, <name>_<ext>_aufer_openface.csv; see "
+                                                             "docs/output_schema.md). Default: from --out, else csv"),
     plot: bool = typer.Option(True, help="write <output>.png (time series; bar charts for stills)"),
     report: bool = typer.Option(True, help="write <output>.html, an offline report"),
     overlay: bool = typer.Option(False, help="videos: write <output>_overlay.mp4 with boxes, ids, emotion, AUs"),
-    landmarks: bool = typer.Option(False, "--landmarks", help="add the 478 mesh points (x_i, y_i, image pixels); "
-                                                               "the five alignment points are always written"),
+    landmarks: bool = typer.Option(False, "--landmarks", help="add the 478 mesh points (x_i, y_i, image pixels; "
+                                                               "not with --format openface); the five alignment "
+                                                               "points are always written"),
     batch_size: int = typer.Option(16, help="faces per model call"),
-    max_faces: int = typer.Option(8, help="faces per frame at most (at least 1)"),
-    min_face_score: float = typer.Option(0.5, help="face detector threshold in (0, 1]"),
-    detector_range: str = typer.Option("both", help="MediaPipe detector: short (faces within ~2 m), full (small, "
-                                                    "far faces) or both"),
+    max_faces: int = typer.Option(DEFAULT_MAX_FACES, help="faces per frame at most (at least 1; the highest detector "
+                                                          "scores are kept, and a frame that reaches the cap is "
+                                                          "reported as a warning)"),
+    min_face_score: float = typer.Option(DEFAULT_MIN_FACE_SCORE, help="face detector threshold in (0, 1]"),
+    detector_range: str = typer.Option(DEFAULT_DETECTOR_RANGE, help="MediaPipe detector: short (faces within ~2 m), "
+                                                                    "full (small, far faces) or both"),
     threshold: float = typer.Option(0.5, help="AU presence threshold on the probability (AUxx_c)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     window_stride: Optional[int] = typer.Option(None, help="clip models (MDHR): frames between the T-frame windows "
                                                           "of a face track (default: the model's, MDHR 16)"),
-    resume: bool = typer.Option(True, help="resume an interrupted analysis of the same input"),
+    resume: bool = typer.Option(True, help="resume an interrupted analysis of the same input (its <output>.partial)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="analyse again an input whose output table already "
+                                                              "exists and replace it (without it, a finished "
+                                                              "output is left as it is and the run says so)"),
 ):
     """Analyse images, folders and videos: one row per frame and face with AU probabilities (AUxx_p), presence
     (AUxx_c), emotion probabilities (emo_*), head pose and landmarks (columns: docs/output_schema.md); writes a
-    table, a metadata sidecar (<output>.json), a figure and an HTML report per input."""
+    table, a metadata sidecar (<output>.json), a figure and an HTML report per input.
+
+    Reruns: an output whose table already exists is kept as it is (a line on stderr says so) unless you pass
+    --overwrite; an interrupted run (Ctrl-C) has left <output>.partial, and running the same command again resumes
+    it; a run on an output another run is writing at the moment stops with that run's pid."""
     opts = PredictOptions(model=model, out=output, out_dir=out_dir, fmt=fmt, plot=plot, report=report,
                           overlay=overlay, landmarks=landmarks, batch_size=batch_size, max_faces=max_faces,
                           min_face_score=min_face_score, detector_range=detector_range, threshold=threshold,
-                          device=device, resume=resume, window_stride=window_stride)
+                          device=device, resume=resume, window_stride=window_stride, overwrite=overwrite)
     try:
         failed = run_predict(list(paths), opts, out, err)
     except KeyboardInterrupt:  # run_predict has said where the partial output is and how to resume

