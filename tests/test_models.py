@@ -159,6 +159,55 @@ def test_image_only_model_needs_no_landmarks():
     assert m.forward_features(torch.zeros(1, 2, 3, 32, 32)).shape == (1, 2, 16)
 
 
+def test_geometry_au_is_a_direct_landmark_path_to_the_au_logits():
+    """``geometry_au`` (on in demo_lite.yaml) adds a linear AU head on the landmark features: with the shared AU head
+    silenced, the AU logits are that head's and move with the landmarks alone (a mouth opening, the image fixed)."""
+    from aufer.faces import landmarks as L
+
+    torch.manual_seed(0)
+    m = create_model("aufer_tiny", aus=(25, 26), input_size=32, width=8, dim=16, geometry_dim=8, geometry_au=True).eval()
+    with torch.no_grad():
+        m.au_head.weight.zero_()
+        m.au_head.bias.zero_()
+    x = torch.zeros(1, 1, 3, 32, 32)
+    closed = torch.rand(1, 1, 478, 3) * 32
+    opened = closed.clone()
+    opened[..., list(L.LIPS_INNER_LOWER + L.LIPS_OUTER_LOWER) + [L.CHIN], 1] += 4.0  # lower lip and chin drop
+    with torch.no_grad():
+        a, b = m(x, closed)["au"], m(x, opened)["au"]
+        direct = m.geometry_au_head(m.landmark_encoder(opened[:, 0]))
+    assert not torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(b[:, 0], direct, atol=1e-5)
+    assert create_model("aufer_tiny", aus=(25, 26), input_size=32, width=8, dim=16, geometry_dim=8).geometry_au_head is None
+
+
+def test_mouth_opening_survives_landmark_normalisation():
+    """The geometry input keeps a mouth opening: the lip gap in normalised units grows with the opening and does
+    not depend on the face's scale, position or in-plane rotation."""
+    import math
+
+    from aufer.faces import landmarks as L
+    from aufer.models.geometry import normalise_landmarks
+
+    from aufer.faces.pose import canonical_face
+
+    face = torch.tensor(canonical_face()[:, :2], dtype=torch.float32) * 60 + 100  # a frontal face, 60 px IOD
+    base = torch.cat([face, face[list(L.LIPS_INNER_LOWER)[:10]]])  # 478 points (the iris points do not matter here)
+
+    def gap(lm):
+        n = normalise_landmarks(lm)
+        return float(n[L.LIP_LOWER_INNER_MID, 1] - n[L.LIP_UPPER_INNER_MID, 1])
+    gaps = []
+    for drop in (0.0, 3.0, 6.0):  # 0, 0.05 and 0.1 IOD
+        lm = base.clone()
+        lm[list(L.LIPS_INNER_LOWER), 1] += drop
+        gaps.append(gap(lm))
+        c, s_ = math.cos(0.3), math.sin(0.3)
+        moved = (lm @ torch.tensor([[c, s_], [-s_, c]])) * 2.5 + torch.tensor([40.0, -7.0])
+        assert abs(gap(moved) - gaps[-1]) < 1e-4
+    assert gaps[0] < gaps[1] - 0.05 < gaps[2] - 0.1
+
+
 def test_joint_param_groups_split_backbone_and_heads(tiny_model):
     groups = tiny_model.param_groups()
     assert list(groups) == ["backbone", "heads"]

@@ -4,7 +4,8 @@ Never imported by the readers or the engine.
 
 A real neutral photo is turned into an expressive one by moving its MediaPipe mesh landmarks with a per-AU
 displacement pattern (:mod:`.patterns`) and warping the image piecewise-affinely over a triangulation of the mesh
-(:mod:`.render`). The motion is synthetic (a geometric caricature of each AU: no wrinkles, bulges or teeth), and
+(:mod:`.render`); an opened mouth shows drawn teeth, a dark cavity and maybe a tongue (:mod:`.mouth`). The motion is
+synthetic (a geometric caricature of each AU: no wrinkles or bulges; the mouth interior is drawn, not seen), and
 every clip set made here (:mod:`.make`) carries :data:`SYNTHETIC_NOTE`. AU combinations and intensity curves come
 from :mod:`.sample`. Everything is deterministic for a seed.
 """

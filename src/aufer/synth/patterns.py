@@ -17,8 +17,8 @@ import numpy as np
 from aufer.faces import landmarks as L
 from aufer.faces.align import alignment_matrix, template
 
-__all__ = ["Handle", "AU_PATTERNS", "SYNTH_AUS", "CLOSED_GAP", "canonical_matrix", "gates", "au_field", "lip_gap",
-           "target_motion"]
+__all__ = ["Handle", "AU_PATTERNS", "SYNTH_AUS", "CLOSED_GAP", "LIPS_PART_SPAN", "canonical_matrix", "gates",
+           "au_field", "lip_gap", "target_motion"]
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,14 @@ AU_PATTERNS: dict[int, tuple[Handle, ...]] = {
     23: (Handle(L.MOUTH_CORNERS, (-0.045, 0.0), 0.06, "all"),
          Handle(L.LIPS_OUTER_UPPER, (0.0, 0.012), 0.04, "above_mouth", only=L.LIPS_OUTER_UPPER),
          Handle(L.LIPS_OUTER_LOWER, (0.0, -0.012), 0.04, "below_mouth", only=L.LIPS_OUTER_LOWER)),
-    25: (Handle(L.LIPS_INNER_UPPER[1:-1], (0.0, -0.02), 0.05, "above_mouth", taper=True),
-         Handle(_LOWER_LIP, (0.0, 0.05), 0.10, "below_mouth", taper=True)),
-    26: (Handle(L.CHIN_PAD + _LOWER_LIP, (0.0, 0.20), 0.35, "below_mouth", taper=True),),
+    # Inner-lip gaps as the face pipeline re-detects them at intensity 1: AU25 0.15-0.18 IOD (the upper lip uncovers
+    # the upper teeth, the lower lip drops off the lower teeth), AU10 + AU12 + AU25 0.22-0.25 (real toothy smiles
+    # measure 0.20-0.24), AU26 0.29-0.32, AU25 + AU26 0.39-0.42 (real surprised and laughing mouths measure
+    # 0.30-0.36). Until SYNTH_VERSION 5 the widest opening was 0.25 and AU25 alone 0.07: docs/demo_design.md,
+    # "AU25 / AU26 on real open mouths".
+    25: (Handle(L.LIPS_INNER_UPPER[1:-1], (0.0, -0.04), 0.06, "above_mouth", taper=True),
+         Handle(_LOWER_LIP, (0.0, 0.08), 0.10, "below_mouth", taper=True)),
+    26: (Handle(L.CHIN_PAD + _LOWER_LIP, (0.0, 0.24), 0.35, "below_mouth", taper=True),),
 }
 
 #: the AUs FACS-warp can render, in the order of its label columns
@@ -82,6 +87,11 @@ SYNTH_AUS: tuple[int, ...] = tuple(sorted(AU_PATTERNS))
 
 #: inner-lip gap (IOD) below which the lips count as closed
 CLOSED_GAP = 0.02
+#: how far beyond CLOSED_GAP the lips part (IOD) at "lips part" intensity 1: the rendered gap gives AU25 an
+#: intensity of (gap − CLOSED_GAP) / LIPS_PART_SPAN, so AU25 occurs from a gap of CLOSED_GAP + 0.2 · 0.07 = 0.034
+#: IOD, where the drawn mouth interior is fully visible (:func:`aufer.synth.render.render`). A visibility
+#: threshold, independent of how far AU25's own pattern opens the lips.
+LIPS_PART_SPAN = 0.07
 
 
 # ----------------------------------------------------------------------------------------- geometry helpers

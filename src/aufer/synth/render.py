@@ -1,8 +1,9 @@
 """FACS-warp rendering: a real neutral photo turned into a SYNTHETIC expressive frame.
 
 The photo's MediaPipe mesh landmarks are moved by the AU displacement patterns (:mod:`aufer.synth.patterns`)
-and the image is warped piecewise-affinely over a triangulation of the mesh; an opened mouth is darkened. The
-motion is a geometric caricature of each AU (no wrinkles, bulges or teeth).
+and the image is warped piecewise-affinely over a triangulation of the mesh; an opened mouth gets an interior
+(the person's teeth, a dark cavity where the jaw dropped, maybe a tongue: :mod:`aufer.synth.mouth`). The motion is a
+geometric caricature of each AU (no wrinkles or bulges).
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from aufer.faces import landmarks as L
-from aufer.synth.patterns import AU_PATTERNS, CLOSED_GAP, SYNTH_AUS, au_field, canonical_matrix, gates, lip_gap
+from aufer.synth.mouth import Mouth, light_of, mouth_of, paint_interior
+from aufer.synth.patterns import (AU_PATTERNS, CLOSED_GAP, LIPS_PART_SPAN, SYNTH_AUS, au_field, canonical_matrix, gates,
+                                  lip_gap)
+from aufer.synth.sample import OCCURRENCE_THRESHOLD
 
 __all__ = ["SYNTH_VERSION", "BaseFace", "render"]
 
 #: bump when rendering changes, so that cached synthetic data are regenerated
-SYNTH_VERSION = 4
+#: (5: teeth and cavity in the opened mouth, wider AU25 / AU26, CK+ AU27 drawn as AU26)
+SYNTH_VERSION = 5
 
 
 @dataclass
@@ -32,12 +37,25 @@ class BaseFace:
         image: ``(H, W, 3)`` uint8 RGB.
         landmarks: ``(478, 3)`` MediaPipe mesh of the neutral face, image pixels.
         identity: person id (used for subject-exclusive splits and per-person seeds).
+        mouth: the person's mouth interior (teeth, cavity); default :func:`aufer.synth.mouth.mouth_of` the
+            identity.
     """
 
     image: np.ndarray
     landmarks: np.ndarray
     identity: str = ""
     aus: tuple[int, ...] = SYNTH_AUS
+    mouth: Mouth | None = None
+
+    @cached_property
+    def interior(self) -> Mouth:
+        """The mouth interior drawn in an opened mouth."""
+        return self.mouth if self.mouth is not None else mouth_of(self.identity)
+
+    @cached_property
+    def light(self) -> np.ndarray:
+        """(3,) RGB of a white surface in the photo (the mouth interior's light, :func:`aufer.synth.mouth.light_of`)."""
+        return light_of(self.image, self.landmarks)
 
     @cached_property
     def to_canonical(self) -> np.ndarray:
@@ -121,26 +139,6 @@ def _warp(image: np.ndarray, src: np.ndarray, dst: np.ndarray, tris: np.ndarray)
     return out
 
 
-def _paint_mouth(image: np.ndarray, dst: np.ndarray, opening: float, iod_px: float) -> np.ndarray:
-    """Darken the opened mouth (the inner-lip polygon) in proportion to how far the lips parted."""
-    if opening <= 0:
-        return image
-    ring = dst[list(L.INNER_LIP_RING), :2]
-    k = max(3, int(0.03 * iod_px) | 1)
-    h, w = image.shape[:2]
-    x0, y0 = np.maximum(np.floor(ring.min(0)).astype(int) - k, 0)
-    x1, y1 = np.minimum(np.ceil(ring.max(0)).astype(int) + k + 1, [w, h])
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [np.round((ring - [x0, y0]) * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
-    alpha = cv2.GaussianBlur(mask, (k, k), 0).astype(np.float32)[..., None] / 255.0
-    alpha *= float(np.clip(opening / 0.04, 0.0, 1.0)) * 0.9
-    cavity = np.array([52, 22, 24], np.float32)  # dark red-brown
-    out = image.copy()
-    patch = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = (patch * (1 - alpha) + cavity * alpha).round().clip(0, 255).astype(np.uint8)
-    return out
-
-
 def render(base: BaseFace, intensities: Mapping[int, float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render one SYNTHETIC expressive frame from a neutral base face.
 
@@ -166,12 +164,19 @@ def render(base: BaseFace, intensities: Mapping[int, float] | np.ndarray) -> tup
     image = _warp(base.image, np.concatenate([src, frame]), np.concatenate([dst, frame]), base.triangles)
     m = base.to_canonical
     gap = lip_gap(dst @ m[:, :2].T + m[:, 2])
-    image = _paint_mouth(image, dst, gap - max(base._closed_gap, 0.0), base.iod_px)
+    jaw = 0.0
+    if 26 in base.aus:  # the lower teeth ride on the jaw: AU26's motion of the lower inner-lip midpoint
+        j = base.aus.index(26)
+        jaw = float(a[j] * (base.fields[j, L.LIP_LOWER_INNER_MID] @ m[:, :2].T)[1])
+    # the interior fades in over the last half of the way from the closed gap (or the face's own rest gap) to the
+    # gap where AU25 starts to be labelled present, and is fully drawn there: visible teeth are labelled lips part
+    full = OCCURRENCE_THRESHOLD * LIPS_PART_SPAN
+    image = paint_interior(image, dst[list(L.INNER_LIP_RING)], m, base.canonical, base.interior, base.light, jaw,
+                           gap - max(base._closed_gap, CLOSED_GAP) - full / 2, base.iod_px, fade=full / 2)
     shown = a.copy()
     if 25 in base.aus:
         j = base.aus.index(25)
-        full25 = -AU_PATTERNS[25][0].d[1] + AU_PATTERNS[25][1].d[1]
-        shown[j] = max(shown[j], float(np.clip((gap - CLOSED_GAP) / full25, 0.0, 1.0)))
+        shown[j] = max(shown[j], float(np.clip((gap - CLOSED_GAP) / LIPS_PART_SPAN, 0.0, 1.0)))
     lm = base.landmarks.copy()
     lm[:, :2] = dst
     return image, lm, shown

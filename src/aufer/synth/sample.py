@@ -65,6 +65,11 @@ def _priors(aus: Sequence[int], emotion_list: Sequence[str]) -> _Priors:
 def _priors_cached(aus: tuple[int, ...], emotion_list: tuple[str, ...]) -> _Priors:
     ck_emotions = [e for e in emotion_list if e != "neutral"]
     ck = vocab.ckplus_prior(ck_emotions, aus, missing=0.0)
+    if 26 in aus:
+        # FACS codes a jaw opening as AU26 (jaw drop) or AU27 (mouth stretch), never both; FACS-warp renders no
+        # AU27, so CK+'s AU27 is drawn as a strong AU26 (CK+ surprise: AU26 0.12, AU27 0.87)
+        j = list(aus).index(26)
+        ck[:, j] = np.minimum(1.0, ck[:, j] + vocab.ckplus_prior(ck_emotions, [27], missing=0.0)[:, 0])
     counts = vocab.reference("facs_priors")["ckplus_p_au_given_emotion"]["counts"]
     n = np.array([counts[{"happiness": "happy"}.get(e, e)] for e in ck_emotions], dtype=np.float64)
     ck_marginal = (ck * n[:, None]).sum(0) / n.sum()
