@@ -120,8 +120,10 @@ def _fusion_fold(model, faceapi, ex_path: Path, val_clips: list[str], test_clips
     (wf, wp, b), table = choose_fusion_weights(val_fa[emo].to_numpy(), val_pr[emo].to_numpy(),
                                                (val_fa["label"] == happy).to_numpy())
     fused = assemble(model, faceapi, wf, wp, b)
-    best = min(table, key=lambda r: r[3])
-    choice = {"w_faceapi": wf, "w_probe": wp, "bias": b, "val_log_loss": best[3], "val_accuracy": best[4],
+    chosen = next(r for r in table if r[:3] == (wf, wp, b))
+    lowest = min(table, key=lambda r: r[3])
+    choice = {"w_faceapi": wf, "w_probe": wp, "bias": b, "val_log_loss": chosen[3], "val_accuracy": chosen[4],
+              "lowest_val_log_loss": {"weights": list(lowest[:3]), "log_loss": lowest[3], "standard_error": lowest[5]},
               "n_val_photos": int(len(val_fa))}
     return _predict_frame(fa_only, ex_path, test_clips, meta), _predict_frame(fused, ex_path, test_clips, meta), choice
 

@@ -54,6 +54,30 @@ def test_choose_weights_follows_the_informative_part():
         choose_fusion_weights(noise, noise, np.ones(40, bool))
 
 
+def test_fusion_choice_resolves_indistinguishable_candidates_towards_faceapi():
+    """The one-standard-error rule: where face-api and the probe both separate the photos and the losses of the
+    candidates differ by less than the best one's standard error, the choice leans on face-api; where the probe is
+    far better than any candidate with face-api weight, the probe still wins."""
+    rng = np.random.default_rng(2)
+    smiling = np.arange(40) % 2 == 0
+
+    def probs(margin, noise):
+        p = np.full((40, 7), 0.02)
+        d = margin * np.where(smiling, 1.0, -1.0) + rng.normal(0, noise, 40)
+        p[:, H], p[:, N] = 0.45 * (1 + np.tanh(d)), 0.45 * (1 - np.tanh(d))
+        return p
+
+    both_good = probs(1.5, 0.6), probs(1.5, 0.6)
+    plain, table = choose_fusion_weights(*both_good, smiling, one_se=False)
+    chosen, _ = choose_fusion_weights(*both_good, smiling)
+    assert chosen[0] >= plain[0] and chosen[0] > 0
+    row = {r[:3]: r for r in table}
+    assert row[chosen][3] <= row[plain][3] + row[plain][5]  # within one SE of the lowest loss
+    probe_only = probs(-2.0, 0.1), probs(1.0, 0.1)  # face-api wrong on these photos, the probe right
+    chosen, table = choose_fusion_weights(*probe_only, smiling)
+    assert chosen[0] == 0.0 and chosen[1] > 0
+
+
 def test_assembled_model_follows_the_contract_and_round_trips(parts, tmp_path):
     joint, faceapi = parts
     m = assemble(joint, faceapi, 0.5, 1.0, 0.0)

@@ -42,15 +42,17 @@ CARD = """# {name} — aufer's default model (AU occurrence + 7 expressions, fro
   head ({n_aus} AUs: {aus}) and {expr_head}; {tuning}.
 - **Fusion**: face-api gives the 7 probabilities; the mass face-api gives happiness + neutral is split by
   σ({w_faceapi} · face-api's log-odds of happiness vs neutral + {w_probe} · the probe's + {bias}), weights chosen
-  on the validation people's real photos ({fusion_note}). The other five classes are face-api's alone.
+  on the validation people's real photos ({fusion_note}) by the one-standard-error rule: of the candidates whose
+  log-loss is within one standard error of the lowest, the one with the most face-api weight, because those photos
+  come from the probe's own photo session and flatter it. The other five classes are face-api's alone.
 Input: the {side} × {side} five-point-aligned face crop of aufer's face pipeline and its mesh. Stored as
 safetensors ({size_mb:.1f} MB: the trained part in fp16, face-api's in float32).
 
 **Trained on** (the bundled data only; `python tools/train_default_model.py`, recipe
 `aufer/data/recipes/demo_lite.yaml`, selected epoch {epoch} on validation people):
 - SYNTHETIC AU clips: FACS-warp (aufer's geometric warp of real neutral photos) of the 40 Young Adult White Faces
-  people — DeBruine & Jones (2017), CC BY 4.0. **The AU training motion is synthetic**: no wrinkles, bulges or
-  teeth, only the AUs that FACS-warp simulates.
+  people — DeBruine & Jones (2017), CC BY 4.0. **The AU training motion is synthetic**: no wrinkles or bulges,
+  drawn (not photographed) teeth in an opened mouth, only the AUs that FACS-warp simulates.
 - Real neutral and smiling photos of {n_fe} London Set people (DeBruine & Jones, 2017, CC BY 4.0) and SYNTHETIC
   prototype expressions of them for {synth_classes}: the probe's training data. face-api's network was not trained
   here.
@@ -217,10 +219,14 @@ def main():
     left_out = [vocab.EMOTIONS_7[i] for i in synth_excluded(build_section(DemoSettings, r_cfg.get("extra") or {}, "extra"))]
     synth_classes = ("all 7 classes" if not left_out else
                      f"every class but {', '.join(left_out)} (learned from the real photos only)")
+    low = fusion.get("lowest_val_log_loss")
     card = CARD.format(
         name=DEFAULT_MODEL, n_aus=len(joint.aus), aus=", ".join(map(str, joint.aus)), expr_head=expr_head,
         tuning=tuning, w_faceapi=fusion["w_faceapi"], w_probe=fusion["w_probe"], bias=fusion["bias"],
-        fusion_note=f"{fusion['n_val_photos']} photos, log-loss {fusion['val_log_loss']:.3f}",
+        fusion_note=(f"{fusion['n_val_photos']} photos, log-loss {fusion['val_log_loss']:.3f}; the lowest, "
+                     f"{low['log_loss']:.3f} ± {low['standard_error']:.3f}, had weights "
+                     f"({', '.join(f'{v:g}' for v in low['weights'])})") if low else
+                    f"{fusion['n_val_photos']} photos, log-loss {fusion['val_log_loss']:.3f}",
         side=joint.input_size, size_mb=weights.stat().st_size / 1e6, epoch=metrics["selection"]["epoch"],
         n_fe=metrics["split_sizes"]["fe_train"], synth_classes=synth_classes, n_test=metrics["split_sizes"]["test"],
         test_lines=test_lines, cv_lines=cv_lines, video_lines=video_lines,

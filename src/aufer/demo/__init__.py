@@ -205,9 +205,13 @@ def fuse_with_faceapi(model, val_real) -> tuple:
     smiling = p_fa["expr"] == HAPPY
     keep = smiling | (p_fa["expr"] == NEUTRAL)
     (wf, wp, b), table = choose_fusion_weights(p_fa["p_expr"][keep], p_pr["p_expr"][keep], smiling[keep])
-    best = min(table, key=lambda r: r[3])
+    chosen = next(r for r in table if r[:3] == (wf, wp, b))
+    lowest = min(table, key=lambda r: r[3])
     return assemble(model, faceapi, wf, wp, b), {
-        "w_faceapi": wf, "w_probe": wp, "bias": b, "val_log_loss": best[3], "val_happy_vs_neutral": best[4],
+        "w_faceapi": wf, "w_probe": wp, "bias": b, "val_log_loss": chosen[3], "val_happy_vs_neutral": chosen[4],
+        "lowest_val_log_loss": {"weights": list(lowest[:3]), "log_loss": lowest[3], "standard_error": lowest[5]},
+        "rule": "one standard error: of the candidates within one SE of the lowest validation log-loss, the one with "
+                "the most face-api weight (aufer.models.fusion.choose_fusion_weights)",
         "n_val_photos": int(keep.sum()), "chosen_on": "validation people's real neutral and smiling photos"}
 
 

@@ -17,8 +17,9 @@ Fusion (per clip; B clips, T frames, E = 7 emotions in :data:`aufer.vocab.EMOTIO
     p'     = p with p'[happiness] = m · r, p'[neutral] = m · (1 − r); the other five classes unchanged
 
 so the fusion only moves probability between happiness and neutral: the other classes, and how much the face
-looks like neither, stay face-api's. ``w_faceapi``, ``w_probe`` and ``bias`` are chosen by cross-validation over
-people who are not test people (``benchmarks/real_photos_cv.py``, ``tools/train_default_model.py``); with
+looks like neither, stay face-api's. ``w_faceapi``, ``w_probe`` and ``bias`` are chosen on the real photos of
+validation people, never test people (:func:`choose_fusion_weights`, with the one-standard-error rule;
+``benchmarks/real_photos_cv.py`` repeats the choice in every fold, ``tools/train_default_model.py``); with
 ``w_faceapi = 1, w_probe = 0, bias = 0`` the output is face-api's.
 
 Outputs of :meth:`FusedModel.forward`: ``"au"`` ``(B, T, A)`` logits (the JointNet's), ``"expr"`` ``(B, E)`` =
@@ -198,18 +199,30 @@ FUSION_GRID: tuple[tuple[float, float, float], ...] = tuple(
 
 
 def choose_fusion_weights(p_faceapi: np.ndarray, p_probe: np.ndarray, smiling: np.ndarray,
-                          grid: Sequence[tuple[float, float, float]] = FUSION_GRID) -> tuple[tuple[float, float, float], list]:
-    """The fusion weights that best tell smiling from neutral photos of people held out from the probe's fit:
-    the candidate of ``grid`` with the lowest mean log-loss of ``r`` (the fused share of happiness in the
-    happiness + neutral mass) against ``smiling``; ties go to the earlier candidate.
+                          grid: Sequence[tuple[float, float, float]] = FUSION_GRID,
+                          one_se: bool = True) -> tuple[tuple[float, float, float], list]:
+    """The fusion weights for telling smiling from neutral photos, chosen on people held out from the probe's fit.
+
+    Each candidate of ``grid`` is scored by the mean log-loss of ``r`` (the fused share of happiness in the
+    happiness + neutral mass) against ``smiling``. With ``one_se`` (the default) the choice follows the
+    one-standard-error rule (Breiman et al., *Classification and Regression Trees*, 1984; Hastie, Tibshirani &
+    Friedman, *The Elements of Statistical Learning*, §7.10): among the candidates whose mean loss is within one
+    standard error of the best one's (the SE of the best candidate's per-photo losses), the one that leans most on
+    face-api (largest ``w_faceapi``, then lowest loss). The reason: the validation photos come from the photo
+    session the probe was fitted on (the same studio, light and camera), so their loss flatters the probe; face-api
+    was trained on varied real faces. Candidates the photos cannot tell apart are therefore resolved towards
+    face-api. Without ``one_se``: the lowest mean loss; ties go to the earlier candidate.
 
     Args:
         p_faceapi: ``(N, 7)`` face-api's probabilities; p_probe: ``(N, 7)`` the probe's probabilities (its logits
             up to a constant per row); both in :data:`aufer.vocab.EMOTIONS_7` order.
         smiling: ``(N,)`` bool, True for a smiling photo, False for a neutral one.
+        grid: the candidates ``(w_faceapi, w_probe, bias)``.
+        one_se: apply the one-standard-error rule.
 
     Returns:
-        ``((w_faceapi, w_probe, bias), [(w_faceapi, w_probe, bias, log-loss, accuracy), ...])``.
+        ``((w_faceapi, w_probe, bias), [(w_faceapi, w_probe, bias, log-loss, accuracy, standard error), ...])``
+        in ``grid`` order.
 
     Raises:
         ValueError: no photos, or only one kind.
@@ -224,7 +237,12 @@ def choose_fusion_weights(p_faceapi: np.ndarray, p_probe: np.ndarray, smiling: n
     for wf, wp, b in grid:
         z = wf * s_fa + wp * s_pr + b
         r = np.clip(1 / (1 + np.exp(-z)), 1e-12, 1 - 1e-12)
-        loss = float(-np.mean(np.where(smiling, np.log(r), np.log(1 - r))))
-        table.append((wf, wp, b, loss, float(np.mean((z > 0) == smiling))))
+        losses = -np.where(smiling, np.log(r), np.log(1 - r))
+        se = float(losses.std(ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0
+        table.append((wf, wp, b, float(losses.mean()), float(np.mean((z > 0) == smiling)), se))
     best = min(range(len(table)), key=lambda i: (table[i][3], i))
+    if one_se:
+        limit = table[best][3] + table[best][5]
+        near = [i for i in range(len(table)) if table[i][3] <= limit]
+        best = min(near, key=lambda i: (-table[i][0], table[i][3], i))
     return tuple(table[best][:3]), table
