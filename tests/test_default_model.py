@@ -1,4 +1,4 @@
-"""The model shipped inside the package (aufer/data/models/aufer-lite0-demo): present, small, documented, used by
+"""The model shipped inside the package (aufer/data/models/<DEFAULT_MODEL>): present, small, documented, used by
 `aufer predict` without --model, and it behaves on real held-out photos."""
 
 import json
@@ -19,9 +19,14 @@ def test_default_model_is_shipped_small_and_documented():
     card = model_card(w)
     assert card is not None and "synthetic" in card.lower() and "Do not trust it for" in card
     meta = json.loads(w.with_suffix(".json").read_text())
-    assert meta["stored_dtype"] == "float16" and "SYNTHETIC" in meta["synthetic_note"]
+    # the trained part in fp16, face-api's network in its exact float32 weights, face-api's licence beside them
+    assert meta["stored_dtype"] == "float16 (faceapi.*: float32)" and "SYNTHETIC" in meta["synthetic_note"]
+    assert meta["faceapi"]["licence"] == "MIT" and (w.parent / "LICENSE-face-api.txt").is_file()
+    assert "face-api" in card and "cross-validation" in card.lower()
     m = load_model()
-    assert m.config["name"].startswith("aufer_lite") and 12 in m.aus and "happiness" in m.emotions
+    assert m.config["name"].startswith("aufer_fusion") and 12 in m.aus and "happiness" in m.emotions
+    # the AU side reads the landmark geometry directly too (demo_lite.yaml: geometry_au), for open mouths
+    assert m.joint.landmark_encoder is not None and m.joint.geometry_au_head is not None
 
 
 def test_default_model_orders_smiles_of_held_out_people(faces_df):

@@ -12,12 +12,13 @@ import pytest
 
 import aufer
 from aufer.predict.report import MAX_STILL_FACES, plot_predictions, predictions_figure, still_figure
+from aufer.models.shipped import DEFAULT_MODEL
 from aufer.predict.report_html import DEFAULT_WARNING, card_limits, face_summary, write_html_report
 
 AUS = ["AU01_p", "AU04_p", "AU12_p"]
 EMOS = ["emo_neutral", "emo_happiness", "emo_sadness"]
 ODD_NAME = "a<b>&ü.mp4"
-CARD = Path(aufer.__file__).parent / "data" / "models" / "aufer-lite0-demo" / "MODEL_CARD.md"
+CARD = Path(aufer.__file__).parent / "data" / "models" / DEFAULT_MODEL / "MODEL_CARD.md"
 
 
 def _row(rng, frame, t, file, fid, detected=True):
@@ -132,7 +133,7 @@ def test_face_summary_counts_and_means():
 
 def test_card_limits_of_the_default_card_and_of_headed_cards():
     lim = card_limits(CARD.read_text())
-    assert lim.startswith("**Known failure**") and "**Do not trust it for**" in lim
+    assert lim.startswith("**Known failures**") and "**Do not trust it for**" in lim
     assert "Trained on" not in lim and "Held-out" not in lim
     headed = "# M\n\nintro\n\n## Limitations\n- no profile faces\n\n### detail\nmore\n\n## Training\nx\n"
     assert card_limits(headed) == "## Limitations\n- no profile faces\n\n### detail\nmore"
@@ -148,7 +149,7 @@ THUMBS = {0: np.full((24, 20, 3), (230, 20, 20), np.uint8), 3: np.full((24, 20, 
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("html") / "reports" / "report.html"
     meta = {"input": f"/data/{ODD_NAME}", "options": {"flip": True, "note": "<script>x</script>"}, "frames": 10}
-    path = write_html_report(_video(seed=1), out, title=f"Report of {ODD_NAME}", model_name="aufer-lite0-demo",
+    path = write_html_report(_video(seed=1), out, title=f"Report of {ODD_NAME}", model_name=DEFAULT_MODEL,
                              model_card_text=CARD.read_text(), thumbnails=THUMBS, meta=meta)
     return path, path.read_text(encoding="utf-8")
 
@@ -166,7 +167,7 @@ def test_html_report_is_self_contained_and_escaped(report):
     assert "&lt;script&gt;x&lt;/script&gt;" in text
     assert "id 0" in text and "id 3" in text
     assert DEFAULT_WARNING.split(":")[0] in text and "SYNTHETIC" in text
-    assert "<strong>Known failure</strong>" in text and "<strong>Do not trust it for</strong>" in text
+    assert "<strong>Known failures</strong>" in text and "<strong>Do not trust it for</strong>" in text
     assert f"<td>{aufer.__version__}</td>" in text
 
 

@@ -5,8 +5,9 @@ the probabilities on stdout.
     python tools/au_contact_sheet.py photo.jpg clip.mp4:300,320,340 --model runs/a --model runs/b --out sheet.png
 
 ``VIDEO:F1,F2`` picks frames of a video (first face of each frame); a model is a run folder, a ``.safetensors`` file
-or ``default`` (the shipped default model). Nothing is written but the PNG. docs/demo_design.md ("AU25 / AU26 on
-real open mouths") used it to compare models before and after a change.
+or ``default`` (the shipped default model), optionally labelled ``LABEL=PATH``. Nothing is written but the image
+(PNG, or JPEG by the name). docs/demo_design.md ("AU25 / AU26 on real open mouths") used it to compare models
+before and after a change (docs/img/au_sheet_bundled_video.jpg).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _faces(spec: str, crop: int):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("media", nargs="+", help="images, or VIDEO:F1,F2,... for video frames")
-    ap.add_argument("--model", action="append", required=True, help="run folder, .safetensors or 'default' (repeatable)")
+    ap.add_argument("--model", action="append", required=True,
+                    help="[LABEL=]run folder, .safetensors or 'default' (repeatable)")
     ap.add_argument("--out", required=True, help="PNG to write")
     ap.add_argument("--per-row", type=int, default=6)
     args = ap.parse_args()
@@ -54,7 +56,9 @@ def main():
     from aufer.models import load_model
     from aufer.models.contract import crop_size, probabilities
 
-    models = [load_model(None if m == "default" else m).eval() for m in args.model]
+    labels = [m.split("=", 1)[0] if "=" in m else Path(m).name for m in args.model]
+    paths = [m.split("=", 1)[1] if "=" in m else m for m in args.model]
+    models = [load_model(None if m == "default" else m).eval() for m in paths]
     side = crop_size(models[0])
     faces = [f for spec in args.media for f in _faces(spec, side)]
     if not faces:
@@ -68,8 +72,8 @@ def main():
         probs.append({a: p[:, 0, list(m.aus).index(a)].numpy() for a in aus if a in m.aus})
     print("face".ljust(28) + "model".ljust(14) + "".join(f"AU{a}".rjust(6) for a in aus))
     for i, (label, _, _) in enumerate(faces):
-        for name, p in zip(args.model, probs):
-            print(label[:27].ljust(28) + Path(name).name[:13].ljust(14)
+        for name, p in zip(labels, probs):
+            print(label[:27].ljust(28) + name[:13].ljust(14)
                   + "".join((f"{p[a][i]:6.2f}" if a in p else "     -") for a in aus))
     w = 300
     tiles = []
@@ -91,7 +95,7 @@ def main():
     while len(tiles) % args.per_row:
         tiles.append(np.full_like(tiles[0], 255))
     legend = np.full((24, w * args.per_row, 3), 255, np.uint8)
-    for s, name in enumerate(args.model):
+    for s, name in enumerate(labels):
         cv2.rectangle(legend, (10 + 250 * s, 6), (26 + 250 * s, 18), COLOURS[s % len(COLOURS)], -1)
         cv2.putText(legend, name[-28:], (32 + 250 * s, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     rows = [np.hstack(tiles[k:k + args.per_row]) for k in range(0, len(tiles), args.per_row)]

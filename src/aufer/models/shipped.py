@@ -16,7 +16,7 @@ from aufer import __version__
 __all__ = ["DEFAULT_MODEL", "default_model_path", "model_card", "checkpoint_meta", "provenance"]
 
 #: the model shipped inside the package (aufer/data/models/<name>/), used by `aufer predict` without --model
-DEFAULT_MODEL = "aufer-lite0-demo"
+DEFAULT_MODEL = "aufer-lite0-faceapi"
 
 
 def default_model_path() -> Path:

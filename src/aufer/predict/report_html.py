@@ -29,7 +29,7 @@ __all__ = ["write_html_report", "face_summary", "card_limits", "DEFAULT_WARNING"
 
 #: the warning line shown under the header unless ``warning=`` says otherwise
 DEFAULT_WARNING = ("Caution: the AU training motion of this model is SYNTHETIC (geometric warps of neutral photos: "
-                   "no wrinkles, bulges or teeth). Read the AU probabilities as indicative, not as FACS coding, and "
+                   "no wrinkles or bulges, drawn teeth). Read the AU probabilities as indicative, not as FACS coding, and "
                    "do not base any decision about a person on this report.")
 
 _MAX_TABLE_ROWS = 200
