@@ -35,7 +35,7 @@ test: install-test
 test-fast: install-test
 	$(PY) -m pytest -q -m "not slow"
 
-# retrain and export the shipped default model (aufer/data/models/aufer-lite0-demo) from the bundled data
+# retrain and export the shipped default model (aufer/data/models/aufer-lite0-faceapi; pass --cv from benchmarks/real_photos_cv.py for the card) from the bundled data
 default-model: install
 	$(PY) tools/train_default_model.py
 
