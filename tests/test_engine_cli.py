@@ -145,13 +145,15 @@ def test_prepare_experiment_table_evaluate_predict_end_to_end(tmp_path, faces_df
     assert "mean ± std" in md and "tiny-joint" in md and "validation-selected" in md
     # rerun: every fold is finished and skipped
     r = _aufer("experiment", recipe, "--out", tmp_path / "exp")
-    assert r.returncode == 0 and r.stdout.count("finished, skipped") == 3
+    assert r.returncode == 0 and r.stdout.count("finished with this recipe, skipped") == 3
     from pathlib import Path
 
     published = Path(__file__).parents[1] / "configs" / "published" / "au_f1.yaml"
     r = _aufer("table", tmp_path / "exp", "--published", published, "--out", tmp_path / "t.csv")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "tiny-joint [validation-selected; 3 folds]" in r.stdout and "MDHR ResNet-50 BP4D (published" in r.stdout
+    # the row says which model was built and that it was trained from random weights
+    assert "tiny-joint [validation-selected; 3 folds; model aufer_tiny_image.demo; random weights]" in r.stdout
+    assert "MDHR ResNet-50 BP4D (published" in r.stdout
     import pandas as pd
 
     tab = pd.read_csv(tmp_path / "t.csv", index_col=0)

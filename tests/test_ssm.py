@@ -169,7 +169,11 @@ def test_official_state_dict_errors_name_the_keys():
 
 class RecorderMeter:  # stands in for the object the official train.py pickles beside the weights
     def __init__(self):
-        self.total_epoch = 30
+        import numpy as np
+
+        self.total_epoch = 30  # the official recorder keeps its curves in numpy arrays
+        self.epoch_losses = np.zeros((30, 2), dtype=np.float32)
+        self.epoch_accuracy = np.arange(60, dtype=np.float32).reshape(30, 2)
 
 
 def test_import_cli_converts_an_official_checkpoint(tmp_path):

@@ -289,10 +289,18 @@ def train(
     sets: Optional[list[str]] = typer.Option(None, "--set", help="override a recipe key: --set train.epochs=5 (repeatable)"),
     fold: Optional[str] = typer.Option(None, help="fold (N) or fold pair (EXPR-AU, e.g. 1-2); default the recipe's / the first"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="run folder (default runs/<recipe>/<fold>)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last good training state"),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last good training state (refused "
+                                "if the resolved recipe differs from the one that made it)"),
+    allow_changes: Optional[list[str]] = typer.Option(
+        None, "--allow-changes", metavar="KEY[,KEY]",
+        help="with --resume: accept these changed recipe keys (or sections), e.g. train.epochs; recorded in run.json"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)"),
 ):
-    """Train a recipe on one fold (pair), select the checkpoint on validation, evaluate it on test once."""
+    """Train a recipe on one fold (pair), select the checkpoint on validation, evaluate it on test once.
+
+    A run folder holds one run of one recipe: a second process on the same --out is refused while the first runs
+    (run.lock), and --resume continues only the recipe that made the state (--allow-changes for deliberate changes).
+    """
     def run():
         from aufer.engine.build import fold_name, parse_fold  # noqa: PLC0415  heavy (torch)
         from aufer.engine.runner import fit  # noqa: PLC0415  heavy (torch)
@@ -300,7 +308,9 @@ def train(
         r = _recipe(recipe, sets)
         folds = parse_fold(r, fold)
         target = out_dir or Path("runs") / r.name / fold_name(folds)
-        m = fit(r, target, fold=fold, resume=resume, device=device, console=out)
+        allow = [k.strip() for a in allow_changes or [] for k in a.split(",") if k.strip()]
+        m = fit(r, target, fold=fold, resume=resume, device=device, console=out, allow_changes=allow,
+                overrides=sets or [])
         _print_metrics(m, target)
     _guard(run)
 
@@ -318,7 +328,16 @@ def _print_metrics(m: dict, target: Path) -> None:
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="a run folder written by `aufer train`"),
+    run_dir: Path = typer.Argument(..., metavar="RUN_OR_MODEL",
+                                   help="a run folder written by `aufer train`; with --recipe, any model folder "
+                                        "(aufer import … --out DIR, a shipped model, a run's best.safetensors)"),
+    recipe: Optional[Path] = typer.Option(None, help="score RUN_OR_MODEL as a model on this recipe's data and fold"),
+    fold: Optional[str] = typer.Option(None, help="with --recipe: fold (N) or fold pair (EXPR-AU); default the "
+                                                  "recipe's / the protocol's first"),
+    eval_out: Optional[Path] = typer.Option(None, "--out", help="with --recipe: output folder (default "
+                                                                 "runs/eval/<model>/<recipe>/<fold>)"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="override a recipe key for this evaluation, e.g. "
+                                                                 "--set data.workers=0 (repeatable)"),
     split: str = typer.Option("test", help="val or test"),
     checkpoint: str = typer.Option("best", help="best (selected) or last"),
     flip: bool = typer.Option(False, help="test-time flip averaging (labelled _flip; the benchmark protocols do not use it)"),
@@ -329,17 +348,38 @@ def evaluate(
     device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
 ):
     """Recompute a run's metrics from a checkpoint; writes metrics_<split>_<checkpoint>.json and Parquet
-    predictions (per frame and per clip) from which every metric can be recomputed."""
+    predictions (per frame and per clip) from which every metric can be recomputed.
+
+    With --recipe, score any model folder on a recipe's data and fold (e.g. an official checkpoint brought in with
+    `aufer import`): the same metrics, Parquet predictions and labels as a run, in --out."""
     def run():
         from aufer.engine.runner import evaluate_run  # noqa: PLC0415  heavy (torch)
         from aufer.training import EVALUATORS  # noqa: PLC0415  heavy (torch)
+
+        if recipe is not None:
+            from aufer.engine.scoring import evaluate_model  # noqa: PLC0415  heavy (torch)
+
+            if released is not None or checkpoint != "best":
+                raise UserError("--released and --checkpoint apply to run folders, not to --recipe scoring")
+            r = _recipe(recipe, sets)
+            name = run_dir.parent.name if run_dir.suffix == ".safetensors" else run_dir.name
+            dest = eval_out or Path("runs") / "eval" / name / r.name / (f"fold-{fold}" if fold else "first-fold")
+            res = evaluate_model(run_dir, r, dest, fold=fold, split=split, flip=flip, device=device)
+            parts = [f"{k} {v[k]:.3f}" for v in res["metrics"].values() for k in ("au_f1_mean", "uar", "war")
+                     if v.get(k) is not None]
+            out.print(f"{run_dir} on {r.name} {res['fold_name']} {split}: " + ", ".join(parts) + f" → {dest}")
+            if res["aus_not_in_store"]:
+                out.print(f"not scored (the store does not label them): AU {res['aus_not_in_store']}")
+            return
+        if fold is not None or eval_out is not None:
+            raise UserError("--fold and --out need --recipe (a run folder is evaluated on its own fold, in place)")
 
         evaluator = None
         if released is not None:
             if released.lower() not in EVALUATORS:
                 raise UserError(f"--released {released}: no such evaluator; known: {', '.join(EVALUATORS.names())}")
             evaluator = EVALUATORS[released.lower()]
-        res = evaluate_run(run_dir, split=split, checkpoint=checkpoint, flip=flip, device=device)
+        res = evaluate_run(run_dir, split=split, checkpoint=checkpoint, flip=flip, device=device, overrides=sets or [])
         parts = [f"{k} {v[k]:.3f}" for v in res["metrics"].values() for k in ("au_f1_mean", "uar", "war")
                  if v.get(k) is not None]
         out.print(f"{run_dir} {split} ({checkpoint}{', flip TTA' if flip else ''}): " + ", ".join(parts))
@@ -360,13 +400,14 @@ def experiment(
     device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
 ):
     """Run every fold (pair) of the recipe's protocol (finished folds are skipped, interrupted ones resumed)
-    and write a paper-style table: summary.md, summary.csv, summary.json."""
+    and write a paper-style table: summary.md, summary.csv, summary.json. A fold run with another recipe is
+    refused with the changed keys (choose another --out, or delete that fold's folder to rerun it)."""
     def run():
         from aufer.engine.experiment import run_experiment  # noqa: PLC0415  heavy (torch)
 
         r = _recipe(recipe, sets)
         target = out_dir or Path("runs") / r.name
-        run_experiment(r, target, device=device, console=out)
+        run_experiment(r, target, device=device, console=out, overrides=sets or [])
         typer.echo((target / "summary.md").read_text())
     _guard(run)
 
@@ -377,12 +418,15 @@ def table(
     published: Optional[Path] = typer.Option(None, help="YAML of published numbers: method -> {column: %, source: ...}"),
     output: Optional[Path] = typer.Option(None, "--out", help="also write the table (.md or .csv)"),
     std: bool = typer.Option(False, "--std", help="cells read mean ± std (over folds or seeds)"),
+    targets: bool = typer.Option(True, "--targets/--no-targets",
+                                 help="a row with each recipe's published target (its `target:`) and source"),
 ):
-    """Several experiments side by side (rows = methods, columns = AUs and metrics, in %)."""
+    """Several experiments side by side (rows = methods, columns = AUs and metrics, in %), each beside the
+    published figure its recipe should reproduce (the recipe's ``target:``, with its source and selection rule)."""
     def run():
         from aufer.engine.experiment import compare, load_published  # noqa: PLC0415  heavy (torch)
 
-        tab, md = compare(experiments, load_published(published) if published else None, std=std)
+        tab, md = compare(experiments, load_published(published) if published else None, std=std, targets=targets)
         typer.echo(md)
         if output is not None:
             if output.suffix == ".csv":
@@ -461,9 +505,11 @@ def import_checkpoint(
     out_dir: Path = typer.Option(..., "--out", help="folder to write model.safetensors + model.json into"),
 ):
     """Convert an official checkpoint into an aufer model folder (tensors only, no code is loaded), which
-    `aufer evaluate`, `aufer predict --model` and `aufer.load_model` read. Each method's importer takes its own
-    options after the checkpoint, e.g. `aufer import mdhr best.pth --out models/mdhr --dataset BP4D --backbone
-    resnet50` or `aufer import ssm ssm.pth --out models/ssm --pair bp4d_dfew`; `aufer models` lists them."""
+    `aufer predict --model`, `aufer.load_model` and `aufer evaluate DIR --recipe RECIPE --fold N` read. Each
+    method's importer takes its own options after the checkpoint, e.g. `aufer import mdhr best.pth --out
+    models/mdhr --dataset BP4D --backbone resnet50` or `aufer import ssm ssm.pth --out models/ssm --pair
+    bp4d_dfew`; `aufer models` lists them. Score the result on a fold's test split with `aufer evaluate
+    models/mdhr --recipe configs/mdhr/mdhr-resnet50_bp4d_16f_200e.yaml --fold 1`."""
     def run():
         from aufer.models import IMPORTERS, save_model  # noqa: PLC0415  heavy (torch)
 

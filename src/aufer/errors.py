@@ -6,8 +6,14 @@ damaged checkpoint, a missing store ...) as subclasses of :class:`UserMistake` a
 expect (``ValueError``, ``RuntimeError``), so the command line catches them all without importing their modules.
 """
 
-__all__ = ["UserMistake"]
+__all__ = ["UserMistake", "HubUnavailable"]
 
 
 class UserMistake(Exception):
     """A problem the user can fix; its message is one line that says what to do."""
+
+
+class HubUnavailable(UserMistake, OSError):
+    """Pretrained weights (a Hugging Face hub id) that cannot be loaded: offline and not in the local cache, an
+    unreachable hub, or a local folder that does not exist. The message is one line naming the recipe key to
+    change (a local copy, or ``pretrained=false``). An ``OSError``, as transformers' own loading errors are."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -30,7 +31,8 @@ from aufer.datasets.windows import AUWindowDataset
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EpochSampler", "make_loader", "set_loader_epoch", "JointLoader", "joint_steps", "union_aus",
+__all__ = ["EpochSampler", "make_loader", "loader_workers", "usable_cpus",
+           "set_loader_epoch", "JointLoader", "joint_steps", "union_aus",
            "store_loader", "AUWindowDataset", "ExprClipDataset", "ClipTransform", "transform_clip"]
 
 
@@ -102,6 +104,45 @@ class EpochSampler(Sampler[int]):
         return iter(self.order()[start:].tolist())
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``os.sched_getaffinity``: cgroups, ``taskset``, Slurm's
+    ``--cpus-per-task``; ``os.cpu_count`` where that is unavailable), at least 1 — the number the ``DataLoader``
+    itself suggests as its maximum."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_said: set[tuple[int, int]] = set()
+
+
+def loader_workers(workers: int) -> int:
+    """``workers`` capped at what fits the machine: the usable CPUs (:func:`usable_cpus`) shared among the
+    processes of this node (torchrun's ``LOCAL_WORLD_SIZE``), at least 1 when ``workers > 0``. A lowered value
+    is logged once per process (INFO), never warned per loader or epoch.
+
+    Raises:
+        ValueError: ``workers < 0``.
+    """
+    workers = int(workers)
+    if workers < 0:
+        raise ValueError(f"workers must be 0 or more, not {workers}")
+    if workers == 0:
+        return 0
+    per_process = max(1, usable_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    fitted = min(workers, per_process)
+    if fitted < workers and (workers, fitted) not in _said:
+        _said.add((workers, fitted))
+        log.info("data.workers %d lowered to %d: this process may use %d CPU(s)", workers, fitted, per_process)
+    return fitted
+
+
+def _can_pin() -> bool:
+    acc = getattr(torch, "accelerator", None)
+    return bool(acc.is_available()) if acc is not None else torch.cuda.is_available()
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, workers: int = 0, seed: int = 0, rank: int = 0,
                 world_size: int = 1, pin_memory: bool = False, drop_last: bool | None = None) -> DataLoader:
     """A ``DataLoader`` over a dataset of :mod:`~aufer.datasets.batch` items, always with an :class:`EpochSampler`.
@@ -111,11 +152,12 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, workers: int 
         batch_size: items per batch (per process).
         train: shuffle per epoch and (by default) drop the last partial batch.
         workers: worker processes (each opens its own store connection; workers are re-created per epoch, so the
-            dataset's epoch reaches them).
+            dataset's epoch reaches them); capped at what the machine has (:func:`loader_workers`).
         seed: the sampler's seed (the DataLoader's own base seed is drawn from a generator seeded with it, so the
             global torch RNG is never consumed).
         rank, world_size: the process' share in a distributed run.
-        pin_memory: pin batches (CUDA hosts).
+        pin_memory: pin batches; only where an accelerator is available (ignored on CPU-only machines, where the
+            ``DataLoader`` would warn at every iteration).
         drop_last: drop the last partial batch (default: ``train``).
 
     Returns:
@@ -130,8 +172,9 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, workers: int 
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     sampler = EpochSampler(dataset, shuffle=train, seed=seed, rank=rank, world_size=world_size)
     return DataLoader(dataset, batch_size=int(batch_size), sampler=sampler,
-                      drop_last=bool(train) if drop_last is None else bool(drop_last), num_workers=int(workers),
-                      pin_memory=pin_memory, collate_fn=collate, persistent_workers=False,
+                      drop_last=bool(train) if drop_last is None else bool(drop_last),
+                      num_workers=loader_workers(workers), pin_memory=bool(pin_memory) and _can_pin(),
+                      collate_fn=collate, persistent_workers=False,
                       generator=torch.Generator().manual_seed(int(seed)))
 
 

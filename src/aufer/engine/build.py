@@ -19,11 +19,14 @@ from aufer.datasets.transforms import ClipTransform
 from aufer.datasets.windows import AUWindowDataset
 from aufer.engine.recipe import DataSource, Optim, Recipe, RecipeError, Schedule
 from aufer.models import create_model, is_model, list_models
+from aufer.models._factory import model_arguments
+from aufer.models._registry import model_check
 from aufer.models.contract import param_groups
 from aufer.readers.records import ClipRecords, FrameRecords
 from aufer.store import FaceStore, StoreError
 
-__all__ = ["TaskData", "RunData", "parse_fold", "protocol_folds", "build_data", "build_model", "build_optimizer",
+__all__ = ["TaskData", "RunData", "parse_fold", "protocol_folds", "build_data", "check_model", "build_model",
+           "build_optimizer",
            "build_scheduler", "lr_factor", "amp_dtype"]
 
 
@@ -227,23 +230,66 @@ def build_data(recipe: Recipe, folds: dict[str, str | None]) -> RunData:
 
 
 # --------------------------------------------------------------------------------------------- the model
-def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
-    """``create_model(recipe.model.name, aus=…, emotions=…, **recipe.model.args)``, with initial weights from
-    ``model.checkpoint``.
+def _clip_lens(recipe: Recipe) -> dict[str, int]:
+    """Frames per clip the data gives the model, by recipe key (the tasks the recipe has)."""
+    out: dict[str, int] = {}
+    if (au := recipe.data.au) is not None:
+        out["data.au.clip_len"] = au.clip_len
+        if au.eval_clip_len is not None:
+            out["data.au.eval_clip_len"] = au.eval_clip_len
+    if (ex := recipe.data.expr) is not None:
+        out["data.expr.num_segments"] = ex.num_segments * ex.segment_frames
+    return out
+
+
+def check_model(recipe: Recipe) -> None:
+    """Check the recipe's model against the model's own constraints, before any data, store or run folder is
+    opened: a known name, arguments its factory takes, an existing ``model.checkpoint``, then the checks the
+    model registered (:func:`aufer.models._registry.register_check`; e.g. MDHR's clip length ≥ 2k + 1, input
+    side a multiple of 32, no ``model`` for the Lite backbones, and pretrained weights that can be had offline).
+    Cheap: nothing is built or loaded (at most a look into the Hugging Face cache and one connection attempt).
 
     Raises:
-        RecipeError: an unknown model name or a bad argument.
+        RecipeError: one line naming the recipe key and what to change.
+        aufer.errors.HubUnavailable: pretrained weights that cannot be had (one line: a local copy, or
+            ``pretrained=false``).
     """
     spec = recipe.model
     if not is_model(spec.name):
         raise RecipeError(f"model.name: unknown model {spec.name!r}; available: {', '.join(list_models())}")
-    kwargs = {"aus": list(aus), "emotions": list(emotions), **spec.args}
     if spec.checkpoint and not Path(spec.checkpoint).is_file():
         raise RecipeError(f"model.checkpoint: {spec.checkpoint} does not exist")
     try:
+        _, args = model_arguments(spec.name, **spec.args)
+    except TypeError as e:  # an argument the factory does not take: name the first one
+        bad = next((k for k in spec.args if repr(k) in str(e)), None)
+        raise RecipeError(f"model.args{'.' + bad if bad else ''}: {e}; drop it: --set model.args.{bad or 'KEY'}=null"
+                          ) from None
+    check = model_check(spec.name)
+    if check is None:
+        return
+    try:
+        check(args, _clip_lens(recipe))
+    except ValueError as e:  # the check's protocol: a message that starts with the recipe key
+        msg = str(e)
+        raise RecipeError(msg if msg.startswith(("model.", "data.")) else f"model.args: {msg}") from None
+
+
+def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
+    """``create_model(recipe.model.name, aus=…, emotions=…, **recipe.model.args)``, with initial weights from
+    ``model.checkpoint``, after :func:`check_model`.
+
+    Raises:
+        RecipeError: an unknown model name or a bad argument (:func:`check_model`), or one the factory refuses.
+        aufer.errors.HubUnavailable: pretrained weights that cannot be had (one line).
+    """
+    spec = recipe.model
+    check_model(recipe)
+    kwargs = {"aus": list(aus), "emotions": list(emotions), **spec.args}
+    try:
         model = create_model(spec.name, checkpoint_path=spec.checkpoint, **kwargs)
     except (TypeError, ValueError) as e:  # an unknown argument, or a value the factory refuses
-        raise RecipeError(f"model.args: {e}") from None
+        raise RecipeError(str(e) if str(e).startswith("model.") else f"model.args: {e}") from None
     return model
 
 

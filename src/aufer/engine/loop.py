@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -17,7 +19,7 @@ from aufer.engine.distributed import is_active, reduce_sum, unwrap
 from aufer.models.contract import probabilities
 from aufer.training.steps import StepContext, to_device
 
-__all__ = ["NonFiniteLossError", "autocast", "train_one_epoch", "predict", "evaluate", "summarise"]
+__all__ = ["NonFiniteLossError", "StepTimes", "autocast", "train_one_epoch", "predict", "evaluate", "summarise"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -26,6 +28,35 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, epoch: int, step: int, value: float):
         super().__init__(f"the loss is {value} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.value = epoch, step, value
+
+
+@dataclass
+class StepTimes:
+    """Wall-clock timing that :func:`train_one_epoch` fills in (``time.perf_counter`` seconds).
+
+    ``step_s`` is the last step from the moment the loop asked the loader for its batches to the moment its loss
+    values were on the CPU (which waits for the device), ``data_s`` the part of it spent waiting for the loader
+    (on the first step of an epoch this includes starting the loader's workers); the ``on_step`` callback is not
+    part of either. ``total_s``, ``data_total_s`` and ``steps`` sum them over every step timed since the object
+    was made (or :meth:`reset`).
+    """
+
+    step_s: float = 0.0
+    data_s: float = 0.0
+    total_s: float = 0.0
+    data_total_s: float = 0.0
+    steps: int = 0
+
+    def reset(self) -> None:
+        """Zero every field."""
+        self.step_s = self.data_s = self.total_s = self.data_total_s = 0.0
+        self.steps = 0
+
+    def _add(self, step_s: float, data_s: float) -> None:
+        self.step_s, self.data_s = step_s, data_s
+        self.total_s += step_s
+        self.data_total_s += data_s
+        self.steps += 1
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -45,7 +76,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
                     scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
                     clip_grad: float | None = None, accumulate: int = 1, ema=None, start_step: int = 0,
                     n_steps: int | None = None, on_step: Callable[[int, dict], None] | None = None,
-                    freeze_bn: bool = False) -> dict[str, float]:
+                    freeze_bn: bool = False, times: StepTimes | None = None) -> dict[str, float]:
     """One epoch (or what is left of it, from ``start_step``) of training.
 
     Each step: move the batches to ``ctx.device``; under autocast, ``step_fn`` computes the loss; stop with
@@ -66,6 +97,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
         on_step: ``on_step(steps_done_in_epoch, logs)`` after every step (logs are floats).
         freeze_bn: BatchNorm layers normalise with their running statistics and do not update them (small
             per-device batches; DDP on CPU, where SyncBatchNorm is unavailable).
+        times: filled with each step's wall and data-wait time before ``on_step`` is called (:class:`StepTimes`).
 
     Returns:
         Means of the step logs over the steps run.
@@ -81,9 +113,17 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
     n = 0
     done = start_step
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    for au_b, expr_b in loader:
+    times = times if times is not None else StepTimes()
+    t0 = time.perf_counter()  # the first step's data wait includes starting the loader (its workers)
+    batches = iter(loader)
+    while True:
+        try:
+            au_b, expr_b = next(batches)
+        except StopIteration:
+            break
         if done >= total:
             break
+        t_data = time.perf_counter() - t0
         au_b, expr_b = to_device(au_b, ctx.device), to_device(expr_b, ctx.device)
         last_micro = (done + 1) % accumulate == 0 or done + 1 == total
         sync = model.no_sync() if (not last_micro and hasattr(model, "no_sync")) else contextlib.nullcontext()
@@ -113,12 +153,14 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable, step_fn: Callable,
                 ema.update_parameters(unwrap(model))
         done += 1
         logs = {k: float(v.detach().float().cpu()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+        times._add(time.perf_counter() - t0, t_data)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
         n += 1
         if on_step is not None:
             on_step(done, logs)
+        t0 = time.perf_counter()
     return {k: v / counts[k] for k, v in sums.items()}
 
 

@@ -16,6 +16,7 @@ never cross a gap), expression clips ``num_segments`` TSN segments.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -28,7 +29,8 @@ import yaml
 from aufer.errors import UserMistake
 
 __all__ = ["RecipeError", "Recipe", "DataSource", "Data", "ModelSpec", "Optim", "Schedule", "Train", "Select",
-           "load", "read", "from_dict", "to_dict", "dump", "parse_set", "build_section"]
+           "Target", "load", "read", "from_dict", "to_dict", "dump", "parse_set", "apply_set",
+           "build_section"]
 
 
 class RecipeError(UserMistake, ValueError):
@@ -118,6 +120,7 @@ class Train:
     freeze_bn: bool = False               #: BatchNorm layers use running statistics in training (small batches, DDP on CPU)
     checkpoint_every: int = 0             #: also write the resume state every N steps (0 = each epoch only)
     log_every: int = 10                   #: per-step log rows every N steps
+    print_every: int = 50                 #: output not a terminal (batch jobs): one progress line every N steps
     max_steps_per_epoch: Optional[int] = None  #: cap (smoke tests, benchmarks)
     probe_c: float = 3e-4                 #: models with an expression probe: the logistic regression's C
     probe_balance: Literal["source", "none"] = "source"  #: probe: equal total weight per record ``source``, or none
@@ -129,6 +132,29 @@ class Select:
     metric: list[str] = field(default_factory=lambda: ["au_f1_mean", "uar"])  #: mean of these (higher is better)
     every: int = 1                        #: validate every N epochs (and after the last)
     f1_policy: Literal["zero", "skip"] = "zero"  #: an AU without positives or predictions: F1 = 0, or left out
+
+
+@dataclass
+class Target:
+    """The published figure a recipe should reproduce (``target:``), shown beside the result by ``aufer table``
+    and in the experiment summary. Values are in percent, as papers print them.
+
+    ``value: null`` says that no published figure exists for the recipe; ``note`` then says why (e.g. the paper's
+    tables were not retrievable). A value without ``source`` is an error.
+    """
+
+    metric: str = "au_f1_mean"            #: the summary column compared: ``au_f1_mean``, ``uar``, ``war``, ``AU12``...
+    value: Optional[float] = None         #: the published figure in %; null = none published / none found
+    source: str = ""                      #: paper, table and provenance tag, e.g. "MDHR CVPR 2024 Table 1 [SRC D2]"
+    #: how the paper chose its epoch (the reference code's rule where it is known)
+    selection: Literal["test-selected", "validation-selected", "unknown"] = "unknown"
+    also: dict[str, float] = field(default_factory=dict)  #: further columns of the same published row, in %
+    note: str = ""                        #: what else a reader must know (unverified figure, why none is given)
+
+    def __post_init__(self):
+        if (self.value is not None or self.also) and not self.source.strip():
+            raise RecipeError("target.source: a published figure names its paper and table "
+                              "(e.g. source: \"MDHR CVPR 2024 Table 1 [SRC D2]\")")
 
 
 @dataclass
@@ -144,6 +170,7 @@ class Recipe:
     train: Train = field(default_factory=Train)
     select: Select = field(default_factory=Select)
     extra: dict[str, Any] = field(default_factory=dict)  #: free settings of a program built on the engine (the demo)
+    target: Optional[Target] = None       #: the published figure this recipe should reproduce (:class:`Target`)
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -229,8 +256,15 @@ def _build(cls, values: dict, prefix: str = ""):
         if k not in hints:
             where = f"under {prefix}" if prefix else "at the top level"
             raise RecipeError(f"unknown recipe key {key!r}; valid keys {where}: {', '.join(names)}")
+        if v is None and not _nullable(hints[k]):
+            continue  # null where null is not a value: the key's default (docs/engine.md)
         kwargs[k] = _convert(v, hints[k], key)
     return cls(**kwargs)
+
+
+def _nullable(tp) -> bool:
+    """Whether ``None`` is itself a value of type ``tp`` (``Optional[...]``, ``Any``)."""
+    return tp is Any or (typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp))
 
 
 def build_section(cls, values: dict | None, prefix: str):
@@ -304,27 +338,58 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return _merge(merged, values)
 
 
-def parse_set(items: list[str] | tuple[str, ...]) -> dict:
-    """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}``; values are read as YAML.
-
-    Raises:
-        RecipeError: for an item without ``=``.
-    """
-    out: dict = {}
+def _set_items(items) -> list[tuple[list[str], Any]]:
+    """``--set`` strings → ``(key parts, value)`` pairs; values are read as YAML (text that is not YAML stays
+    text)."""
+    out = []
     for item in items:
         if "=" not in item:
             raise RecipeError(f"--set {item!r}: write KEY=VALUE, e.g. --set train.epochs=5")
         key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise RecipeError(f"--set {item!r}: KEY is dotted names, e.g. --set model.args.input_size=96")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
-        node = out
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
+        out.append((parts, value))
     return out
+
+
+def apply_set(data: dict, items: list[str] | tuple[str, ...]) -> dict:
+    """``data`` with the ``--set KEY=VALUE`` items applied in order (``data`` is not changed).
+
+    A mapping value is merged into the mapping it replaces (as a later recipe file is); any other value, ``null``
+    included, replaces it. ``null`` means the key's default (for ``model.args``: no arguments, the model's own
+    defaults); an assignment under a key that is null or not a mapping starts it afresh:
+    ``--set model.args=null --set model.args.input_size=96`` gives ``model.args = {input_size: 96}``.
+
+    Raises:
+        RecipeError: for an item without ``=`` or with an empty key part.
+    """
+    out = copy.deepcopy(data)
+    for parts, value in _set_items(items):
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        last = parts[-1]
+        node[last] = _merge(node[last], value) if isinstance(value, dict) and isinstance(node.get(last), dict) \
+            else value
+    return out
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict:
+    """``["a.b=1", "c=[1, 2]"]`` → ``{"a": {"b": 1}, "c": [1, 2]}``: the items applied to an empty mapping
+    (:func:`apply_set`; ``["a=null", "a.b=1"]`` → ``{"a": {"b": 1}}``). To apply them over a recipe, use
+    :func:`apply_set`, which also drops what a nulled key held.
+
+    Raises:
+        RecipeError: for an item without ``=``.
+    """
+    return apply_set({}, items)
 
 
 def _resolve_paths(values: dict, folder: Path) -> None:
@@ -352,7 +417,7 @@ def read(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """
     data = _read_yaml(Path(path))
     data.setdefault("name", Path(path).stem)
-    return _merge(data, parse_set(list(overrides)))
+    return apply_set(data, list(overrides))
 
 
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), values: dict | None = None) -> Recipe:
@@ -375,7 +440,7 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
         data.setdefault("name", path.stem)
     if values:
         data = _merge(data, values)
-    data = _merge(data, parse_set(list(overrides)))
+    data = apply_set(data, list(overrides))
     _resolve_paths(data, folder)
     return from_dict(data)
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,12 +34,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from aufer.datasets.loaders import JointLoader, make_loader
 from aufer.engine.build import (RunData, TaskData, amp_dtype, build_data, build_model, build_optimizer, build_scheduler,
-                                class_weights, fold_name, parse_fold, unaugmented_train)
-from aufer.engine.distributed import DistInfo, barrier, gather_objects, setup
-from aufer.engine.logs import RunLog, environment
-from aufer.engine.loop import NonFiniteLossError, predict, summarise, train_one_epoch
+                                check_model, class_weights, fold_name, parse_fold, unaugmented_train)
+from aufer.engine.distributed import DistInfo, barrier, broadcast_object, gather_objects, setup
+from aufer.engine.logs import RunLog, environment, log_plan
+from aufer.engine.loop import NonFiniteLossError, StepTimes, predict, summarise, train_one_epoch
 from aufer.engine.recipe import Recipe, RecipeError, dump, load
-from aufer.engine.state import load_latest, save_state, set_rng_state
+from aufer.engine.provenance import PROVENANCE_KEYS, run_history, run_provenance
+from aufer.engine.runfolder import RunLock, check_resume, recipe_hash
+from aufer.engine.state import latest_dir, load_latest, save_state, set_rng_state
 from aufer.engine.tables import au_frame_table, expr_clip_table, write_table
 from aufer.errors import UserMistake
 from aufer.models import load_model, save_model
@@ -73,8 +76,10 @@ def _loaders(data: RunData, recipe: Recipe, info: DistInfo, train_expr: bool = T
     def mk(task, seed):
         if task is None:
             return None
+        # pinned memory only helps copies to a GPU; workers are capped at this process' CPUs (make_loader)
         return make_loader(task.train, task.source.batch_size, train=True, workers=recipe.data.workers, seed=seed,
-                           rank=info.rank, world_size=info.world_size, pin_memory=recipe.data.pin_memory)
+                           rank=info.rank, world_size=info.world_size,
+                           pin_memory=recipe.data.pin_memory and info.device.type == "cuda")
 
     return JointLoader(mk(data.au, recipe.seed), mk(data.expr if train_expr else None, recipe.seed + 1))
 
@@ -134,7 +139,7 @@ def _write_predictions(run_dir: Path, split: str, preds: dict, data: RunData, ta
 
 def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume: bool = False,
         device: str | None = None, console=None, extra_eval: dict[str, Callable] | None = None,
-        progress: bool = True) -> dict:
+        progress: bool = True, allow_changes: Sequence[str] = (), overrides: Sequence[str] = ()) -> dict:
     """Train ``recipe`` on one fold (pair) into ``run_dir`` and evaluate the selected checkpoint on test.
 
     Args:
@@ -157,11 +162,55 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     folds = parse_fold(recipe, fold)
     if fold is not None:
         recipe = dataclasses.replace(recipe, fold=str(fold))
+    check_model(recipe)  # the model's constraints and pretrained weights, before any folder, lock or store
+    lock, created, changes, refusal = None, not run_dir.exists(), {}, None
     if info.is_main:
-        if run_dir.exists() and not resume and ((run_dir / "state").exists() or is_finished(run_dir)):
-            raise RecipeError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            changes = _check_run_folder(run_dir, recipe, resume, allow_changes)
+            lock = RunLock(run_dir).acquire()  # creates the folder
+        except RecipeError as e:
+            refusal = str(e)
+    if info.distributed:  # every rank stops on rank 0's refusal instead of waiting for it at a barrier
+        refusal, changes = broadcast_object((refusal, changes))
+    if refusal is not None:
+        raise RecipeError(refusal)
     barrier()
+    try:
+        return _fit(recipe, run_dir, folds, info, resume=resume, console=console, extra_eval=extra_eval,
+                    progress=progress, changes=changes, overrides=tuple(overrides))
+    except BaseException:
+        if info.is_main and created and not any((run_dir / n).exists() for n in ("state", "epochs.csv", "steps.csv")):
+            shutil.rmtree(run_dir, ignore_errors=True)  # failed before training began: leave no empty run folder
+            lock = None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_run_folder(run_dir: Path, recipe: Recipe, resume: bool, allow_changes: Sequence[str]) -> dict:
+    """The run-folder rules of :func:`fit` (see there); returns the accepted recipe changes of a resume."""
+    has_state = latest_dir(run_dir / "state") is not None
+    if not resume:
+        if run_dir.exists() and ((run_dir / "state").exists() or is_finished(run_dir)):
+            raise RecipeError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        if allow_changes:
+            raise RecipeError("--allow-changes only applies with --resume")
+        return {}
+    if not has_state:
+        raise RecipeError(f"--resume: {run_dir} holds no training state to continue; run without --resume to "
+                          "start it" + (" (it is finished: its metrics.json is there)" if is_finished(run_dir) else ""))
+    try:
+        state_hash = json.loads((latest_dir(run_dir / "state") / "meta.json").read_text()).get("recipe_hash")
+    except (OSError, ValueError):
+        state_hash = None  # an unreadable newest state: load_latest reports it and falls back
+    return check_resume(run_dir, recipe, state_hash, allow_changes)
+
+
+def _fit(recipe: Recipe, run_dir: Path, folds: dict, info, *, resume: bool, console, extra_eval, progress: bool,
+         changes: dict, overrides: tuple[str, ...]) -> dict:
+    """The body of :func:`fit`, run with the folder checked and locked."""
+    rhash = recipe_hash(recipe)
     torch.manual_seed(recipe.seed)
     data = build_data(recipe, folds)
     model = build_model(recipe, data.aus, data.emotions).to(info.device)
@@ -226,14 +275,20 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
             loss_params.load_state_dict(state["loss_params"])
         set_rng_state(state["rng"])
         meta = {k: state["meta"][k] for k in ("epoch", "step", "global_step", "best", "history")}
-    runlog = RunLog(run_dir, active=info.is_main, console=console, progress=progress)
+    runlog = RunLog(run_dir, active=info.is_main, console=console, progress=progress,
+                    **log_plan(recipe, joint, world_size=info.world_size, device=info.device, steps=steps_per_epoch))
     if info.is_main:
         dump(recipe, run_dir / "config.yaml")
         runlog.write_json("env.json", environment(info.device, info.world_size))
-        runlog.write_json("run.json", {"recipe": recipe.name, "fold": folds, "fold_name": fold_name(folds),
+        used = {t.kind: t.fold for t in data.tasks}  # the protocol fold actually used (None = a split file)
+        runlog.write_json("run.json", {"recipe": recipe.name, "recipe_hash": rhash, "fold": used,
+                                       "fold_name": fold_name(used), "fold_requested": folds,
+                                       **run_provenance(recipe, core, overrides),
                                        "aus": list(data.aus), "emotions": list(data.emotions),
                                        "data": {t.kind: t.describe() for t in data.tasks},
                                        "selection": selection_label(recipe.select.mode),
+                                       "history": run_history(run_dir, rhash, resumed=state is not None,
+                                                              changes=changes, overrides=overrides),
                                        **({"expr_probe": probe} if probe is not None else {})})
         if state is not None:
             runlog.print(f"resuming {run_dir} at epoch {meta['epoch']}, step {meta['step']} "
@@ -244,7 +299,7 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
     def save(epoch: int, step: int) -> None:
         if info.is_main:
             save_state(run_dir / "state", model=core, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                       ema=ema, meta={**meta, "epoch": epoch, "step": step},
+                       ema=ema, meta={**meta, "epoch": epoch, "step": step, "recipe_hash": rhash},
                        extra={"loss_state": ctx.loss.state, "step_state": ctx.state,
                               **({"loss_params": loss_params.state_dict()} if loss_params is not None else {})})
 
@@ -257,13 +312,12 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
             ctx.loss.epoch = epoch - 1
             joint.set_epoch(epoch, start_step=start)
             runlog.task(f"epoch {epoch}/{recipe.train.epochs}", steps_per_epoch, completed=start)
+            times = StepTimes()
 
             def on_step(done: int, logs: dict, epoch=epoch) -> None:
                 meta["global_step"] += 1
-                lr = optimizer.param_groups[0]["lr"]
-                runlog.advance(1, " ".join(f"{k} {v:.4f}" for k, v in logs.items()))
-                if meta["global_step"] % max(1, recipe.train.log_every) == 0:
-                    runlog.step(meta["global_step"], {"epoch": epoch, **logs, "lr": lr})
+                runlog.train_step(meta["global_step"], epoch, done, logs, optimizer.param_groups[0]["lr"], times.step_s,
+                                  times.data_s, row=meta["global_step"] % max(1, recipe.train.log_every) == 0)
                 every = recipe.train.checkpoint_every
                 if every and meta["global_step"] % every == 0 and done % recipe.train.accumulate == 0 \
                         and done < steps_per_epoch:
@@ -273,7 +327,7 @@ def fit(recipe: Recipe, run_dir: str | Path, *, fold: str | None = None, resume:
                                     scheduler=scheduler if recipe.schedule.per == "step" else None, scaler=scaler,
                                     amp_dtype=amp, clip_grad=recipe.train.clip_grad, accumulate=recipe.train.accumulate,
                                     ema=ema, start_step=start, n_steps=steps_per_epoch, on_step=on_step,
-                                    freeze_bn=recipe.train.freeze_bn)
+                                    freeze_bn=recipe.train.freeze_bn, times=times)
             if recipe.schedule.per == "epoch":
                 scheduler.step()
             row = {**{f"train_{k}": v for k, v in means.items()}, "lr": optimizer.param_groups[0]["lr"]}
@@ -329,7 +383,9 @@ def _validate(eval_model, data, recipe, info, amp, meta, run_dir, epoch, extra_e
     if recipe.select.mode == "val" and all(getattr(t, "val") is None for t in data.tasks):
         raise RecipeError("select.mode val needs a validation split: set data.au.val_subjects or "
                           "data.expr.val_fraction above 0 (or select.mode: last)")
-    metrics, _ = _evaluate_split(eval_model, data, split, recipe, info, amp)
+    # gathered predictions under DDP, so that every rank scores the whole split and every metric of a
+    # single-process run is there (AUC is not summable from per-rank counts)
+    metrics, _ = _evaluate_split(eval_model, data, split, recipe, info, amp, gather=True)
     for name, fn in (extra_eval or {}).items():
         metrics[name] = fn(eval_model)
     row = {}
@@ -367,6 +423,7 @@ def _finish(recipe, run_dir, data, eval_model, meta, info, amp, label) -> dict:
               "aus": list(data.aus), "emotions": list(data.emotions), "flip_tta": False}
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     result["fold"] = run.get("fold_name")
+    result.update({k: run[k] for k in PROVENANCE_KEYS if k in run})
     if "expr_probe" in run:
         result["expr_probe"] = run["expr_probe"]
     if info.is_main:
@@ -379,12 +436,13 @@ def _finish(recipe, run_dir, data, eval_model, meta, info, amp, label) -> dict:
 
 
 def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = "best", flip: bool = False,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, overrides: Sequence[str] = ()) -> dict:
     """Recompute a run's metrics on ``split`` from its ``best`` or ``last`` checkpoint and write
     ``metrics_<split>_<checkpoint>.json`` and the prediction tables (``predictions/<split>_<checkpoint>_*``).
 
     With ``flip`` the test-time flip average is used and every output says so (``_flip`` in the file names,
-    ``flip_tta: true``).
+    ``flip_tta: true``). ``overrides`` (``--set``) change the run's recipe for this evaluation only (e.g.
+    ``data.workers=0`` on another machine); they are recorded in the output.
 
     Raises:
         RecipeError: not a run folder, or the checkpoint is missing.
@@ -399,14 +457,14 @@ def evaluate_run(run_dir: str | Path, *, split: str = "test", checkpoint: str = 
     if not weights.is_file():
         raise RecipeError(f"{weights} does not exist (the run has not written its {checkpoint} checkpoint yet)")
     info = setup(device)
-    recipe = load(cfg)
+    recipe = load(cfg, list(overrides))
     folds = json.loads(run.read_text())["fold"]
     data = build_data(recipe, folds)
     model = load_model(weights).to(info.device)
     metrics, preds = _evaluate_split(model, data, split, recipe, info, amp_dtype(recipe.train.amp, info.device),
                                      gather=True, flip=flip)
     tag = f"_{checkpoint}" + ("_flip" if flip else "")
-    out = {"run": str(run_dir), "split": split, "checkpoint": checkpoint, "flip_tta": flip,
+    out = {"run": str(run_dir), "split": split, "checkpoint": checkpoint, "flip_tta": flip, "overrides": list(overrides),
            "selection": selection_label(recipe.select.mode), "metrics": metrics}
     if info.is_main:
         _write_predictions(run_dir, split, preds, data, tag)

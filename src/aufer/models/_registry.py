@@ -45,12 +45,13 @@ from aufer.registry import Registry, load_plug_board
 
 __all__ = ["UnknownModelError", "register_model", "list_models", "list_modules", "is_model", "default_cfg",
            "model_entrypoint", "split_model_name_tag", "resolve_model_name", "registered_cfg", "jsonable",
-           "Importer", "IMPORTERS", "register_importer"]
+           "Importer", "IMPORTERS", "register_importer", "register_check", "model_check"]
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}  # arch -> factory
 _module_of: dict[str, str] = {}  # arch -> module short name (``joint``)
 _tags: dict[str, list[str]] = {}  # arch -> its tags, default first ("" when the arch has no cfg)
 _cfgs: dict[str, dict[str, Any]] = {}  # "arch.tag" -> default cfg
+_checks: dict[str, Callable[..., None]] = {}  # arch -> its recipe check (register_check)
 
 
 class UnknownModelError(KeyError):
@@ -196,6 +197,40 @@ def default_cfg(name: str) -> dict[str, Any]:
 def registered_cfg(arch: str, tag: str) -> dict[str, Any]:
     """The registered cfg of ``arch.tag`` itself (not a copy: the factory copies what it uses); ``{}`` if none."""
     return _cfgs.get(f"{arch}.{tag}" if tag else arch, {})
+
+
+def register_check(arch: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register the recipe check of model ``arch`` (decorator); the engine calls it before any data loads
+    (:func:`aufer.engine.build.check_model`)::
+
+        @register_check("mdhr")
+        def check_mdhr(args: dict, clip_lens: dict[str, int]) -> None: ...
+
+    ``args`` are the arguments the factory would get (the variant's cfg, then the recipe's ``model.args``; nulls
+    dropped, signature defaults filled in); ``clip_lens`` maps recipe keys to the frames per clip the data gives
+    the model (``{"data.au.clip_len": 16, "data.au.eval_clip_len": 16, "data.expr.num_segments": 16}``, only the
+    tasks the recipe has). The check raises ``ValueError`` whose message starts with the recipe key to change
+    (``"data.au.clip_len: MDHR needs ..."``). It may also raise :class:`aufer.errors.HubUnavailable` for
+    pretrained weights that cannot be had.
+
+    Raises:
+        ValueError: a second check for the same architecture.
+    """
+    def deco(fn: Callable[..., None]) -> Callable[..., None]:
+        if arch in _checks:
+            raise ValueError(f"model {arch!r} already has a recipe check ({_checks[arch].__module__})")
+        _checks[arch] = fn
+        return fn
+    return deco
+
+
+def model_check(name: str) -> Callable[..., None] | None:
+    """The recipe check registered for ``name``'s architecture, or None.
+
+    Raises:
+        UnknownModelError: for an unknown name.
+    """
+    return _checks.get(resolve_model_name(name)[0])
 
 
 # ----------------------------------------------------------------------------------------------- importers

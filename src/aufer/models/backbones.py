@@ -13,6 +13,8 @@ import json
 import torch
 import torch.nn as nn
 
+from aufer.models.provenance import hub_source, mark_weights
+
 __all__ = ["TinyCNN", "HFBackbone"]
 
 
@@ -71,7 +73,7 @@ class HFBackbone(nn.Module):
             net = transformers.AutoModel.from_pretrained(model)
         else:
             net = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(model))
-        self.net = getattr(net, "vision_model", net)
+        self.net = mark_weights(getattr(net, "vision_model", net), hub_source(model, pretrained and config is None))
         cfg = self.net.config
         hidden = getattr(cfg, "hidden_sizes", None)
         dim = hidden[-1] if hidden else cfg.hidden_size

@@ -64,6 +64,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from aufer.models.provenance import RANDOM, mark_weights
+
 __all__ = ["EfficientNetLite", "efficientnet_lite_weights", "load_pretrained", "normalise", "MEAN", "STD",
            "VARIANTS"]
 
@@ -253,6 +255,7 @@ class EfficientNetLite(nn.Module):
         self.stage_channels: tuple[int, ...] = tuple(c for _, c in ends)
 
         self._init_weights()
+        mark_weights(self, RANDOM)
         if pretrained:
             load_pretrained(self, variant)
 
@@ -337,4 +340,4 @@ def load_pretrained(model: EfficientNetLite, variant: str) -> EfficientNetLite:
     missing, unexpected or mis-shaped key."""
     state = torch.load(efficientnet_lite_weights(variant), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
-    return model
+    return mark_weights(model, f"package {_PACKAGES[variant][0]} (ImageNet)")

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from aufer import vocab
 from aufer.models import contract
-from aufer.models._registry import register_model
+from aufer.models._factory import hub_errors, pretrained_source
+from aufer.models._registry import register_check, register_model
 from aufer.models.backbones import HFBackbone, TinyCNN
 from aufer.models.efficientnet_lite import EfficientNetLite
 from aufer.models.geometry import LandmarkEncoder
@@ -331,13 +332,34 @@ def aufer_hf(model: str | None = "microsoft/resnet-50", pretrained: bool = True,
              dim: int = 256, use_landmarks: bool = False, norm: str = "imagenet", dropout: float = 0.1) -> JointNet:
     """Any transformers vision backbone (a local directory or hub id; ``hf_config`` builds it from a config
     dict instead, e.g. for tests) with the joint heads. The recorded config keeps the backbone's transformers
-    config (and ``pretrained=False``: the weights travel in the checkpoint), so checkpoints reload offline."""
+    config (and ``pretrained=False``: the weights travel in the checkpoint), so checkpoints reload offline.
+
+    Raises:
+        aufer.errors.HubUnavailable: without ``hf_config``, a ``model`` that cannot be loaded (offline and not in
+            the Hugging Face cache, or no such folder); even ``pretrained=False`` reads the model's config."""
     aus, emotions = _defaults(aus, emotions)
-    backbone = HFBackbone(model, pretrained=pretrained, out_dim=dim, config=hf_config)
+    if hf_config is None:
+        with hub_errors(model, fallback=_HF_FALLBACK):
+            backbone = HFBackbone(pretrained_source(model, fallback=_HF_FALLBACK), pretrained=pretrained,
+                                  out_dim=dim)
+    else:
+        backbone = HFBackbone(model, pretrained=pretrained, out_dim=dim, config=hf_config)
     net = JointNet(aus, emotions, backbone, LandmarkEncoder(128, dropout=dropout) if use_landmarks else None,
                    dim=dim, input_size=input_size, norm=norm, dropout=dropout)
     net.config_overrides = {"pretrained": False, "hf_config": backbone.hf_config()}
     return net
+
+
+#: aufer_hf's way to build without files: its architecture from a transformers config dict
+_HF_FALLBACK = "hf_config='{model_type: resnet}'"
+
+
+@register_check("aufer_hf")
+def _check_aufer_hf(args: dict, clip_lens: dict[str, int]) -> None:
+    """Before any data loads: the backbone ``model`` can be had (local folder, Hugging Face cache, or a hub that
+    answers), unless ``hf_config`` builds it. Raises aufer.errors.HubUnavailable otherwise."""
+    if args["hf_config"] is None:
+        pretrained_source(args["model"], fallback=_HF_FALLBACK)
 
 
 @register_model

@@ -20,13 +20,12 @@ are reported in :attr:`Plan.skipped`.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aufer.errors import UserMistake
+from aufer.locks import PidLock
 from aufer.media import IMAGE_EXTS, VIDEO_EXTS, MediaError, media_kind, natural_key
 
 __all__ = ["Job", "Plan", "OutputError", "OptionError", "OutputLock", "plan_jobs", "check_output", "default_name", "FORMATS"]
@@ -192,18 +191,8 @@ def check_output(out: Path, fmt: str = "csv") -> None:
             break
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class OutputLock:
-    """``<output>.lock``, held while a run writes ``output`` (a context manager).
+class OutputLock(PidLock):
+    """``<output>.lock``, held while a run writes ``output`` (a context manager; :class:`aufer.locks.PidLock`).
 
     Raises (on enter):
         OutputError: another live process on this machine holds the lock (the message gives its pid and how to
@@ -211,36 +200,11 @@ class OutputLock:
     """
 
     def __init__(self, output: Path):
-        self.path = Path(output).with_name(Path(output).name + ".lock")
-        self._held = False
+        super().__init__(Path(output).with_name(Path(output).name + ".lock"))
 
-    def __enter__(self) -> "OutputLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                other = self._holder()
-                if other and other.get("host") == me["host"] and not _pid_alive(int(other.get("pid", -1))):
-                    self.path.unlink(missing_ok=True)  # left by a run that was killed: take it over
-                    continue
-                who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another run"
-                raise OutputError(f"{self.path.with_suffix('')} is being written by {who}; wait for it to finish "
-                                  f"or choose another --out (if no run is going, delete {self.path})") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self._held = True
-            return self
-        raise OutputError(f"could not take the lock {self.path}; delete it if no run is going")
+    def busy_error(self, holder: str) -> Exception:
+        return OutputError(f"{self.path.with_suffix('')} is being written by {holder}; wait for it to finish "
+                           f"or choose another --out (if no run is going, delete {self.path})")
 
-    def _holder(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def __exit__(self, *exc) -> None:
-        if self._held:
-            self.path.unlink(missing_ok=True)
-            self._held = False
+    def stuck_error(self) -> Exception:
+        return OutputError(f"could not take the lock {self.path}; delete it if no run is going")

@@ -54,8 +54,8 @@ Deviations from the official code, and why:
   per-AU convolutions).
 * The activity bits take ``argmax`` of the detached logits (the official ``argmax(softmax(·))``: same result).
 * ``LinearBlock`` leaves out the official ``Dropout(p=0)`` (the identity).
-* Clips need T ≥ 2k + 1 frames (11 at k = 5; any T with ``mfd=False``), as the official ``AvgPool3d``; aufer
-  raises a ``ValueError`` naming the limit instead of PyTorch's kernel-size error.
+* Clips need T ≥ 2k + 1 frames (11 at k = 5; any T with ``mfd=False``), as the official ``AvgPool3d``; a recipe
+  with shorter clips is refused before any data loads (:func:`check_recipe`), a forward pass raises a ValueError.
 * The factory takes ``aus``/``emotions`` (the engine passes them): ``aus`` must be the dataset's order,
   ``emotions`` is ignored (AU-only).
 """
@@ -73,7 +73,9 @@ import torch.nn.functional as F
 from aufer import vocab
 from aufer.methods.mdhr.hsr import (EDGE_MODES, REGION_SPECS, CrossRegionGAT, LinearBlock, LocalRelations,
                                     PerAUTemporalConv, SimilarityClassifier, activity_bits, edge_mask)
-from aufer.models._registry import register_model
+from aufer.models._factory import hub_errors, pretrained_source
+from aufer.models.provenance import hub_source, mark_weights
+from aufer.models._registry import register_check, register_model
 from aufer.models.contract import normalise_crops
 from aufer.models.efficientnet_lite import EfficientNetLite
 
@@ -135,12 +137,13 @@ def _hf_net(kind: str, model: str | None, pretrained: bool, hf_config: dict | No
         if model is None:
             raise ValueError("pretrained=True needs `model` (a transformers hub id or local directory)")
         extra = {"drop_path_rate": drop_path} if (kind == "swin" and drop_path is not None) else {}
-        net = transformers.AutoModel.from_pretrained(model, **extra)
+        with hub_errors(model):  # offline and not cached: one line (aufer.errors.HubUnavailable)
+            net = transformers.AutoModel.from_pretrained(pretrained_source(model), **extra)
     else:
         return None
     if net.config.model_type != kind:
         raise ValueError(f"expected a transformers {kind!r} model, got {net.config.model_type!r}")
-    return net
+    return mark_weights(net, hub_source(model, hf_config is None and pretrained))
 
 
 class _HFTrunk(nn.Module):
@@ -518,9 +521,10 @@ def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = 
     The recorded config says ``pretrained=False`` (the weights travel in the checkpoint).
 
     Raises:
-        ValueError: an unknown dataset or backbone, ``aus`` other than the dataset's AU order, or an invalid
+        ValueError: an unknown dataset or backbone, ``aus`` other than the dataset's AU order, an invalid
             ablation setting (an unknown value, ``mfd_scales`` outside 1..4, ``cross_edges="activated"``
-            without the auxiliary branch).
+            without the auxiliary branch), or ``model`` / ``hf_config`` with an EfficientNet-Lite backbone.
+        aufer.errors.HubUnavailable: pretrained transformers weights that cannot be loaded (offline, not cached).
     """
     ds, bb = dataset_name(dataset), backbone_name(backbone)
     _ablation(mfd, mfd_scales, mfd_fusion, afe, aux_branch, cross_edges, tcn)  # fail before building the trunk
@@ -528,6 +532,7 @@ def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = 
         raise ValueError(f"MDHR-{ds} predicts the AUs {tuple(vocab.dataset_aus(ds))} in this order (its region map "
                          f"fixes them), not {tuple(aus)}")
     if bb in _LITE:
+        _lite_args(bb, model, hf_config)
         trunk: nn.Module = LiteTrunk(bb, pretrained=pretrained, drop_connect=drop_path or 0.0)
     else:
         kind = HF_KIND[bb]
@@ -546,3 +551,53 @@ def mdhr(dataset: str = "BP4D", backbone: str = "resnet50", model: str | None = 
     if isinstance(trunk, _HFTrunk):
         m.config_overrides["hf_config"] = trunk.hf_config()
     return m
+
+
+def _lite_args(backbone: str, model, hf_config) -> None:
+    """ValueError for transformers arguments given to an EfficientNet-Lite backbone (they would be ignored)."""
+    for key, value in (("model", model), ("hf_config", hf_config)):
+        if value is not None:
+            raise ValueError(f"model.args.{key}: the {backbone} backbone (EfficientNet-Lite) takes no {key} "
+                             f"(it is for the transformers backbones resnet50 / swin_b); drop it: --set model.args.{key}=null")
+
+
+@register_check("mdhr")
+def check_recipe(args: dict[str, Any], clip_lens: dict[str, int]) -> None:
+    """MDHR's constraints on a recipe, checked before any data loads (:func:`aufer.engine.build.check_model`).
+
+    Args:
+        args: the factory's arguments (cfg + ``model.args``, defaults filled in).
+        clip_lens: frames per clip by recipe key (``{"data.au.clip_len": 16, ...}``).
+
+    Raises:
+        ValueError: (message starting with the recipe key) an unknown dataset / backbone, an invalid ablation
+            setting, ``input_size`` not a multiple of 32, clips shorter than 2k + 1 frames while MFD is on,
+            ``model`` / ``hf_config`` with an EfficientNet-Lite backbone.
+        aufer.errors.HubUnavailable: pretrained transformers weights that cannot be had (offline, not cached).
+    """
+    try:
+        dataset_name(args["dataset"])
+    except ValueError as e:
+        raise ValueError(f"model.args.dataset: {e}") from None
+    try:
+        bb = backbone_name(args["backbone"])
+    except ValueError as e:
+        raise ValueError(f"model.args.backbone: {e}") from None
+    try:
+        _ablation(args["mfd"], args["mfd_scales"], args["mfd_fusion"], args["afe"], args["aux_branch"],
+                  args["cross_edges"], args["tcn"])
+    except ValueError as e:
+        raise ValueError(f"model.args: {e}") from None
+    size = args["input_size"]
+    if not isinstance(size, int) or size < 32 or size % 32:
+        raise ValueError(f"model.args.input_size: MDHR needs an input side that is a multiple of 32 (its stage maps "
+                         f"have strides 4-32), not {size}; e.g. 224")
+    if bb in _LITE:
+        _lite_args(bb, args["model"], args["hf_config"])
+    elif args["pretrained"] and args["hf_config"] is None:
+        pretrained_source(args["model"])  # HubUnavailable now, not after the data has loaded
+    need = 2 * int(args["k"]) + 1
+    for key, t in clip_lens.items():
+        if args["mfd"] and t is not None and t < need:
+            raise ValueError(f"{key}: MDHR's temporal pooling (k = {args['k']}) needs clips of at least {need} "
+                             f"frames, not {t}; set --set {key}={max(need, 16)} (or model.args.mfd=false)")

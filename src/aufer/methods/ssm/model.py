@@ -45,7 +45,9 @@ from aufer.methods.ssm import text as ssm_text
 from aufer.methods.ssm.modules import (NEUTRAL, DynamicPriorMapping, MoEFFN, PairSmoother, TemporalTransformerAll,
                                        TemporalTransformerCls)
 from aufer.methods.ssm.vocab import ssm_prior
-from aufer.models._registry import register_model
+from aufer.models._factory import hub_errors, pretrained_source
+from aufer.models.provenance import RANDOM, hub_source, mark_weights
+from aufer.models._registry import register_check, register_model
 from aufer.models.contract import normalise_crops
 from aufer.models.efficientnet_lite import EfficientNetLite
 
@@ -72,16 +74,19 @@ def build_clip(model: str | None = None, pretrained: bool = True, clip_config: d
 
     Raises:
         ValueError: ``pretrained`` without ``model``.
+        aufer.errors.HubUnavailable: ``model`` cannot be loaded (offline and not cached, no such folder).
     """
     import transformers  # noqa: PLC0415  (heavy; imported on use)
 
     if clip_config is not None:
-        return transformers.CLIPModel(transformers.CLIPConfig(**clip_config)).float()
+        return mark_weights(transformers.CLIPModel(transformers.CLIPConfig(**clip_config)).float(), RANDOM)
     if pretrained:
         if not model:
             raise ValueError("pretrained CLIP needs `model`: a local directory or the hub id openai/clip-vit-base-patch16")
-        return transformers.CLIPModel.from_pretrained(model, torch_dtype=torch.float32)
-    return transformers.CLIPModel(transformers.CLIPConfig(**OFFICIAL_CLIP_CONFIG)).float()
+        with hub_errors(model):  # offline and not cached: one line (aufer.errors.HubUnavailable)
+            net = transformers.CLIPModel.from_pretrained(pretrained_source(model), torch_dtype=torch.float32)
+        return mark_weights(net, hub_source(model, True))
+    return mark_weights(transformers.CLIPModel(transformers.CLIPConfig(**OFFICIAL_CLIP_CONFIG)).float(), RANDOM)
 
 
 class ClipVision(nn.Module):
@@ -296,13 +301,16 @@ def ssm(au_dataset: str = "BP4D", vision: str = "clip", text: str = "clip", mode
     The recorded config says ``pretrained=False`` (the weights travel in the checkpoint).
 
     Raises:
-        ValueError: an unknown dataset, vision or text tower, AUs or emotions other than SSM's.
+        ValueError: an unknown dataset, vision or text tower, AUs or emotions other than SSM's; ``model`` /
+            ``clip_config`` when neither tower is CLIP.
+        aufer.errors.HubUnavailable: the CLIP weights cannot be loaded (offline and not cached).
     """
     ds, emo = _vocab_checks(au_dataset, aus, emotions)
     if vision not in ("clip", *_LITE):
         raise ValueError(f"unknown SSM vision tower {vision!r}; expected clip or {', '.join(_LITE)}")
     if text not in ("clip", "minilm"):
         raise ValueError(f"unknown SSM text tower {text!r}; expected clip or minilm")
+    _no_clip_args(vision, text, model, clip_config)
     clip = build_clip(model, pretrained, clip_config) if "clip" in (vision, text) else None
     width = clip.config.projection_dim if clip is not None and vision == "clip" else dim
     e_texts, a_texts = ssm_text.ssm_texts(ds, len(emo))
@@ -346,3 +354,32 @@ def _clip_config_dict(clip) -> dict:
                 "output_attentions", "output_hidden_states", "chunk_size_feed_forward", "is_encoder_decoder")
         out[part] = {k: v for k, v in sub.items() if not k.startswith("_") and k not in drop}
     return out
+
+
+def _no_clip_args(vision: str, text: str, model, clip_config) -> None:
+    """ValueError for CLIP arguments given to a variant without a CLIP tower (they would be ignored)."""
+    if "clip" not in (vision, text):
+        for key, value in (("model", model), ("clip_config", clip_config)):
+            if value is not None:
+                raise ValueError(f"model.args.{key}: SSM with vision={vision} and text={text} has no CLIP tower and "
+                                 f"takes no {key}; drop it: --set model.args.{key}=null")
+
+
+@register_check("ssm")
+def check_recipe(args: dict[str, Any], clip_lens: dict[str, int]) -> None:
+    """SSM's constraints on a recipe, checked before any data loads (:func:`aufer.engine.build.check_model`):
+    known towers, no CLIP arguments without a CLIP tower, and CLIP weights that can be had.
+
+    Raises:
+        ValueError: (message starting with the recipe key) an unknown vision / text tower, ``model`` /
+            ``clip_config`` without a CLIP tower.
+        aufer.errors.HubUnavailable: pretrained CLIP weights that cannot be had (offline, not cached).
+    """
+    vision, text = args["vision"], args["text"]
+    if vision not in ("clip", *_LITE):
+        raise ValueError(f"model.args.vision: unknown SSM vision tower {vision!r}; expected clip or {', '.join(_LITE)}")
+    if text not in ("clip", "minilm"):
+        raise ValueError(f"model.args.text: unknown SSM text tower {text!r}; expected clip or minilm")
+    _no_clip_args(vision, text, args["model"], args["clip_config"])
+    if "clip" in (vision, text) and args["pretrained"] and args["clip_config"] is None and args["model"]:
+        pretrained_source(args["model"])  # HubUnavailable now, not after the data has loaded

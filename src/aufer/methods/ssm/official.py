@@ -141,7 +141,9 @@ class _TensorsOnly(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED or (module == "torch" and name.endswith("Storage")):
             return super().find_class(module, name)
-        return type(name, (), {"__setstate__": lambda self, state: None, "__module__": "aufer.placeholder"})
+        # any arguments (numpy's array and dtype rebuilders in the recorder, copyreg's reconstructor) are ignored
+        return type(name, (), {"__init__": lambda self, *a, **k: None, "__setstate__": lambda self, state: None,
+                               "__module__": "aufer.placeholder"})
 
 
 def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
