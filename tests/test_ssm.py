@@ -150,6 +150,23 @@ def test_every_official_tensor_lands_in_one_aufer_tensor_and_back(ds):
     assert torch.equal(own["visual.visual_projection.weight"], sd["encoder.proj"].t())
 
 
+def test_a_tower_whose_every_block_carries_the_moe_ffn_imports():
+    """Every vision block patched with the MoE FFN (6 layers, all patched): no block has ``mlp.c_fc``; the MLP
+    width is read from the shared expert, and the round trip keeps every tensor and the outputs."""
+    from aufer.methods.ssm.official import from_official_state_dict, to_official_state_dict
+
+    six = {**TINY_CLIP, "vision_config": {**TINY_CLIP["vision_config"], "num_hidden_layers": 6}}
+    torch.manual_seed(0)
+    m = create_model("ssm.disfa_clip", pretrained=False, clip_config=six, input_size=32, moe_layers=6).eval()
+    sd = to_official_state_dict(m)
+    assert not any(k.startswith("encoder.") and k.endswith("mlp.c_fc.weight") for k in sd)
+    got = from_official_state_dict(sd, "disfa_dfew").eval()
+    assert got.config["clip_config"]["vision_config"]["intermediate_size"] == 128
+    x = _clips()
+    with torch.no_grad():
+        torch.testing.assert_close(got(x)["au"], m(x)["au"], atol=1e-6, rtol=0)
+
+
 def test_official_state_dict_errors_name_the_keys():
     from aufer.methods.ssm.official import from_official_state_dict
 

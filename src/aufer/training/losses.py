@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from aufer.training.registry import register_loss
 
-__all__ = ["masked_bce", "masked_ce", "mixup_bce", "LossContext", "joint_loss"]
+__all__ = ["masked_bce", "masked_ce", "mixup_bce", "weighted_asymmetric_loss", "LossContext", "joint_loss"]
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor, pos_weight: torch.Tensor | None = None,
@@ -101,6 +101,39 @@ class LossContext:
     state: dict = field(default_factory=dict)
     au_weight: torch.Tensor | None = None
     loss_params: torch.nn.Module | None = None
+
+
+def _known(labels: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    known = (labels == 0) | (labels == 1)
+    if valid is not None:
+        known = known & valid.reshape(*valid.shape, *([1] * (labels.ndim - valid.ndim))).bool()
+    return known
+
+
+def weighted_asymmetric_loss(prob: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+                             eps: float = 1e-8, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted asymmetric loss of ME-GraphAU (its ``utils.py`` ``WeightedAsymmetricLoss``), which MDHR adopts as
+    ``L_AU`` (Eq. 10), over the known labels.
+
+    Args:
+        prob: ``(..., A)`` probabilities p ∈ [0, 1] (not logits).
+        labels: ``(..., A)`` 1 present, 0 absent, anything else unknown.
+        weight: optional ``(A,)`` per-AU class weights.
+        eps: clamp of p and 1 − p inside the logs.
+        valid: optional frame mask broadcastable from the left (e.g. ``(B, T)``); False frames never count.
+
+    Returns:
+        Scalar: mean of ``−w [y log p + p̄ (1 − y) log(1 − p)]`` over the known labels; 0 (with a graph) if none.
+    """
+    known = _known(labels, valid)
+    p = prob.float()
+    if not bool(known.any()):
+        return p.sum() * 0.0
+    y = labels.clamp(0, 1).to(p.dtype)
+    el = y * torch.log(p.clamp(min=eps)) + p.detach() * (1 - y) * torch.log((1 - p).clamp(min=eps))
+    if weight is not None:
+        el = el * weight.to(p)
+    return -el[known].mean()
 
 
 @register_loss("joint")

@@ -196,8 +196,7 @@ def clip_config_from_official(sd: Mapping[str, torch.Tensor]) -> dict:
         proj = int(sd["text_encoder.text_projection"].shape[1])
     except KeyError as e:
         raise CheckpointError(f"not an official SSM state dict: no {e.args[0]!r} (the CLIP towers)") from None
-    t_mlp = int(sd["text_encoder.transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
-    v_mlp = int(sd["encoder.transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
+    t_mlp, v_mlp = _mlp_width(sd, "text_encoder"), _mlp_width(sd, "encoder")
     return {"projection_dim": proj,
             "text_config": {"hidden_size": t_width, "intermediate_size": t_mlp, "num_attention_heads": t_width // 64,
                             "num_hidden_layers": t_layers, "max_position_embeddings": ctx, "vocab_size": 49408,
@@ -205,6 +204,25 @@ def clip_config_from_official(sd: Mapping[str, torch.Tensor]) -> dict:
             "vision_config": {"hidden_size": width, "intermediate_size": v_mlp, "num_attention_heads": width // 64,
                               "num_hidden_layers": v_layers, "image_size": patch * grid, "patch_size": patch,
                               "hidden_act": "quick_gelu"}}
+
+
+def _mlp_width(sd: Mapping[str, torch.Tensor], tower: str) -> int:
+    """The MLP width of a tower's blocks: from the first block with a plain MLP (``mlp.c_fc``), else from a MoE
+    block's shared expert (its first layer, ``mlp.shared_expert.0`` or its alias ``mlp.shared_fc1``) — a tower may
+    carry the MoE FFN in every block, so block 0 need not have ``mlp.c_fc``.
+
+    Raises:
+        CheckpointError: no block of the tower has an MLP.
+    """
+    head = f"{tower}.transformer.resblocks."
+    order = sorted({int(k[len(head):].split(".")[0]) for k in sd if k.startswith(head)})
+    for suffix in ("mlp.c_fc.weight", "mlp.shared_expert.0.weight", "mlp.shared_fc1.weight"):
+        for i in order:
+            w = sd.get(f"{head}{i}.{suffix}")
+            if w is not None:
+                return int(w.shape[0])
+    raise CheckpointError(f"not an official SSM state dict: no MLP in the {tower} blocks ({head}N.mlp.c_fc or "
+                          "mlp.shared_expert.0)")
 
 
 def from_official_state_dict(state_dict: Mapping[str, Any] | str | Path, pair: str, moe_act: str = "gelu"):
