@@ -529,8 +529,11 @@ def import_checkpoint(
 @app.command()
 def models():
     """List the registered models and their tagged variants (``arch.tag``), the official-checkpoint importers
-    (``aufer import NAME``) with their options, the released evaluators, and the shipped default model."""
+    (``aufer import NAME``) with their options, the released evaluators, the shipped default model, and the
+    catalogue of known official checkpoints (source page, licence, training data, AU set, the import command;
+    :mod:`aufer.models.catalogue`; nothing is downloaded)."""
     from aufer.models import IMPORTERS, list_models  # noqa: PLC0415  heavy (torch)
+    from aufer.models.catalogue import checkpoints, describe  # noqa: PLC0415
     from aufer.models.shipped import DEFAULT_MODEL, default_model_path, model_card  # noqa: PLC0415  heavy (torch)
     from aufer.training import EVALUATORS  # noqa: PLC0415  heavy (torch)
 
@@ -550,6 +553,10 @@ def models():
         out.print(f"default model: {DEFAULT_MODEL} ({weights}){' — ' + card[0].lstrip('# ') if card else ''}")
     except FileNotFoundError as e:
         out.print(f"default model: not installed ({e})")
+    out.print("known official checkpoints (download them yourself, then run the import command):")
+    for entry in checkpoints():
+        for line in describe(entry):
+            out.print(line, highlight=False, markup=False)
 
 
 @app.command()

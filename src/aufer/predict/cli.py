@@ -32,7 +32,7 @@ from aufer.media import MediaError, iter_frames, read_image
 from aufer.predict.defaults import DEFAULT_DETECTOR_RANGE, DEFAULT_MAX_FACES, DEFAULT_MIN_FACE_SCORE
 from aufer.predict.jobs import OptionError, OutputLock, plan_jobs
 from aufer.predict.openface import openface_notes, read_openface_output
-from aufer.schema import SCHEMA_VERSION, face_mask
+from aufer.schema import SCHEMA_VERSION, au_stems, face_mask
 
 __all__ = ["PredictOptions", "run_predict", "metadata", "face_thumbnails", "MAX_THUMBNAILS"]
 
@@ -81,7 +81,7 @@ def metadata(job, source: dict, opts: PredictOptions, pipeline, result=None, aus
     """The sidecar ``<output>.json``: aufer's version, the schema, the output format, the model and its card, the
     face backend and its thresholds, the options, the input and the run's warnings; for ``--format openface``
     also what the OpenFace layout holds and lacks (:func:`aufer.predict.openface.openface_notes`; ``aus``: the
-    model's AU numbers)."""
+    model's AU numbers or column stems, :func:`aufer.schema.au_stems`)."""
     det = pipeline.detector
     face = {"backend": type(det).__name__, "crop_size": pipeline.crop_size}
     for k in ("detector_range", "min_score", "max_faces"):
@@ -270,7 +270,7 @@ def run_predict(inputs: list[Path], opts: PredictOptions, out: Console, err: Con
                     options={"max_faces": opts.max_faces, "min_face_score": opts.min_face_score,
                              "detector_range": opts.detector_range, "threshold": opts.threshold},
                     window_stride=opts.window_stride)
-                meta = metadata(job, source, opts, pipeline, result, aus=net.aus)
+                meta = metadata(job, source, opts, pipeline, result, aus=au_stems(net))
                 _write_json(job.output.with_name(job.output.name + ".json"), meta)
                 for w in result.warnings[:10]:
                     err.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -278,7 +278,7 @@ def run_predict(inputs: list[Path], opts: PredictOptions, out: Console, err: Con
                     err.print(f"[yellow]warning:[/] … and {len(result.warnings) - 10} more (all in "
                               f"{job.output.name}.json)", highlight=False)
                 if opts.fmt == "openface":
-                    df = read_openface_output(job.output, still=job.kind != "video")
+                    df = read_openface_output(job.output, still=job.kind != "video", threshold=opts.threshold)
                 else:
                     df = read_table(job.output)
                 extra = _figures(job, df, source, opts, card, meta, err)

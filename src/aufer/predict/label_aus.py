@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from aufer.models.contract import crop_size, frame_window, probabilities
+from aufer.schema import au_parts, au_stems
 from aufer.store.au_labels import (AULabelError, begin_labelling, clips_to_label, finish_labelling, open_expr_store,
                                    put_labels)
 
@@ -73,12 +74,22 @@ def _resize(crops: np.ndarray, lms: np.ndarray, size: int) -> tuple[np.ndarray, 
     return np.stack([cv2.resize(c, (size, size), interpolation=interp) for c in crops]), lms * (size / s)
 
 
+def _main_outputs(net) -> list[int]:
+    """Indices of the model's outputs that are its ``aus`` (FACS numbers), in that order: all of them for most
+    models; for a model with left/right sub-AUs (``au_names`` such as OpenGraphAU's AUL1/AUR1), the outputs
+    without a side."""
+    stems = au_stems(net)
+    pos = {au_parts(s): i for i, s in enumerate(stems)}
+    return [pos[(int(a), "")] for a in net.aus]
+
+
 def _run_group(net, store, group, window, stride, size, per_pass, dev) -> list[np.ndarray]:
     """AU probabilities ``(n, A)`` of each clip ``(clip, seq id, frames)`` of ``group`` (windows batched across
     clips)."""
     reads = [store.read(clip, fr.tolist()) for clip, _, fr in group]
     reads = [(*_resize(d["crops"], d["landmarks"], size), d["detected"]) for d in reads]
-    out = [np.full((len(fr), len(net.aus)), np.nan, np.float32) for _, _, fr in group]
+    main = _main_outputs(net)  # the outputs of ``net.aus``: left/right sub-AUs (OpenGraphAU) are not stored
+    out = [np.full((len(fr), len(main)), np.nan, np.float32) for _, _, fr in group]
     units = [(k, w) for k, (_, _, fr) in enumerate(group) for w in clip_windows(len(fr), window, stride)]
     for b in range(0, len(units), per_pass):
         sel = [list(range(start, stop)) + [stop - 1] * (window - (stop - start))  # short clip: its last frame again
@@ -86,7 +97,7 @@ def _run_group(net, store, group, window, stride, size, per_pass, dev) -> list[n
         ks = [k for k, _ in units[b:b + per_pass]]
         crops = torch.from_numpy(np.stack([reads[k][0][i] for k, i in zip(ks, sel)])).to(dev)
         lms = torch.from_numpy(np.stack([reads[k][1][i] for k, i in zip(ks, sel)]).astype(np.float32)).to(dev)
-        p_au = probabilities(net, crops, lms)[0].float().cpu().numpy()
+        p_au = probabilities(net, crops, lms)[0].float().cpu().numpy()[..., main]
         for (k, (start, stop, first)), p in zip(units[b:b + per_pass], p_au):
             out[k][first:stop] = p[first - start:stop - start]
     for arr, (_, _, det) in zip(out, reads):

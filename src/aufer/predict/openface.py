@@ -13,13 +13,16 @@ column mapping is :data:`aufer.schema.OPENFACE_MAP`, documented in ``docs/output
   no sign change (both are ``R = Rx · Ry · Rz`` in camera coordinates, x right, y down, z away from the camera;
   :mod:`aufer.faces.pose`);
 * ``AUxx_r`` (intensity 0–5) only for a model that gives intensity: none of aufer's models does, so none is
-  written (the sidecar says so); ``AUxx_c`` presence 0/1 (written ``0.0`` / ``1.0`` as OpenFace does) for the
-  model's AUs, sorted by name as OpenFace sorts them;
+  written (the sidecar says so); ``AUxx_c`` presence 0/1 (written ``0.0`` / ``1.0`` as OpenFace does) for those
+  of the model's AUs that OpenFace 2.x has (its 18, :func:`aufer.vocab.openface_aus`; never a left/right sub-AU
+  such as ``AU01L``), sorted by name as OpenFace sorts them; the model's other AUs (e.g. OpenGraphAU's AU11,
+  AU24, AU01L …) get no ``_c`` column here, the sidecar lists them (``model_aus_not_in_openface``), and their
+  probabilities stay among aufer's ``AUxx_p``;
 * a frame without a face gives one row with ``face_id`` 0, ``success`` 0, ``confidence`` 0 and zeros for pose
   and ``AUxx_c``: ``FeatureExtraction``'s convention (``FaceLandmarkVidMulti`` writes no row at all then);
 * then aufer's own columns, which OpenFace has no name for: ``file``, ``status``, the face box ``face_x …
-  face_h``, the alignment points ``lm5_*``, ``AUxx_p``, ``emo_*`` and ``emotion`` (empty cells where there is no
-  face).
+  face_h``, the alignment points ``lm5_*``, ``AUxx_p`` (every AU of the model, sub-AUs included), ``emo_*`` and
+  ``emotion`` (empty cells where there is no face).
 
 Not written, because aufer does not measure them: ``gaze_*``, ``eye_lmk_*``, ``pose_Tx/Ty/Tz``, the 68 iBUG
 landmarks ``x_i, y_i``, ``X_i, Y_i, Z_i``, the shape parameters ``p_*``, and the AUs of OpenFace's 18 that the
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from aufer import vocab
-from aufer.schema import OPENFACE_MAP
+from aufer.schema import AU_P_COLUMN, OPENFACE_MAP, au_parts, au_stem
 
 __all__ = ["OPENFACE_HEAD", "OPENFACE_POSE", "openface_columns", "write_openface_csv", "read_openface_output",
            "openface_notes", "openface_summary"]
@@ -51,9 +54,15 @@ OPENFACE_POSE = tuple(of for of, _, _ in OPENFACE_MAP[5:8])
 _POSE_FROM = tuple(ours for _, ours, _ in OPENFACE_MAP[5:8])
 _EXTRA_BASE = ("file", "status", "face_x", "face_y", "face_w", "face_h",
                *(f"lm5_{c}{i}" for i in range(5) for c in "xy"))
-_AU_P = re.compile(r"^AU\d+_p$")
-_AU_R = re.compile(r"^AU\d+_r$")
-_AU_C = re.compile(r"^AU\d+_c$")
+_AU_P = AU_P_COLUMN  # AU01_p, AU01L_p: aufer's own columns, every AU of the model
+_AU_R = re.compile(r"^AU(\d+)_r$")
+_AU_C = re.compile(r"^AU(\d+)_c$")
+
+
+def _openface_au(col: str, pattern: re.Pattern) -> bool:
+    """``col`` is an OpenFace AU column (``AU01_c``, ``AU45_r``): one of OpenFace 2.x's 18 AUs, no side."""
+    m = pattern.match(col)
+    return bool(m) and int(m.group(1)) in vocab.openface_aus()
 
 
 def openface_columns(header: Sequence[str]) -> list[str]:
@@ -67,8 +76,8 @@ def openface_columns(header: Sequence[str]) -> list[str]:
     if "x_0" in header:
         raise ValueError("the OpenFace layout cannot hold aufer's 478 mesh points: OpenFace's x_i, y_i are the 68 "
                          "iBUG landmarks; write the mesh with --format csv or parquet")
-    r = sorted(c for c in header if _AU_R.match(c))
-    c = sorted(c for c in header if _AU_C.match(c))
+    r = sorted(c for c in header if _openface_au(c, _AU_R))
+    c = sorted(c for c in header if _openface_au(c, _AU_C))
     extras = [*_EXTRA_BASE, *sorted(x for x in header if _AU_P.match(x)),
               *(x for x in header if x.startswith("emo_")), *(["emotion"] if "emotion" in header else [])]
     return [*OPENFACE_HEAD, *OPENFACE_POSE, *r, *c, *extras]
@@ -134,8 +143,8 @@ def write_openface_csv(src: str | Path, dst: str | Path) -> Path:
             header = list(reader.fieldnames or [])
             cols = openface_columns(header)
             n_fixed = len(OPENFACE_HEAD) + len(OPENFACE_POSE)
-            r_cols = [c for c in cols[n_fixed:] if _AU_R.match(c)]
-            c_cols = [c for c in cols[n_fixed:] if _AU_C.match(c)]
+            r_cols = [c for c in cols[n_fixed:] if _openface_au(c, _AU_R)]
+            c_cols = [c for c in cols[n_fixed:] if _openface_au(c, _AU_C)]
             extras = cols[n_fixed + len(r_cols) + len(c_cols):]
             g.write(", ".join(cols) + "\n")
             w = csv.writer(g, lineterminator="\n")
@@ -148,7 +157,7 @@ def write_openface_csv(src: str | Path, dst: str | Path) -> Path:
     return dst
 
 
-def read_openface_output(path: str | Path, still: bool = False):
+def read_openface_output(path: str | Path, still: bool = False, threshold: float | None = None):
     """Read a file of :func:`write_openface_csv` back into aufer's table (:func:`aufer.schema.columns` order),
     for the figures and the report: :func:`aufer.readers.toolkits.read_openface_csv` for OpenFace's columns,
     aufer's own columns as written.
@@ -157,9 +166,12 @@ def read_openface_output(path: str | Path, still: bool = False):
         path: the OpenFace-layout CSV.
         still: the input was a still image or a folder of stills (``timestamp_s`` becomes NaN, aufer's
             convention, instead of OpenFace's 0).
+        threshold: the presence threshold of the run: the ``AUxx_c`` of the model's AUs that OpenFace lacks
+            (not in the file) are made from their ``AUxx_p`` with it; None leaves them NaN.
 
     Returns:
-        A DataFrame with aufer's columns (``AUxx_p``, ``AUxx_c``, ``emo_*``, ``emotion``; no mesh).
+        A DataFrame with aufer's columns (``AUxx_p``, ``AUxx_c`` for every AU of the file's ``AUxx_p`` and
+        ``AUxx_c`` columns, sorted by name; ``emo_*``, ``emotion``; no mesh).
 
     Raises:
         aufer.readers.toolkits.ToolkitLayoutError: not an OpenFace-layout file.
@@ -182,10 +194,15 @@ def read_openface_output(path: str | Path, still: bool = False):
             df[c] = np.where(face, pd.to_numeric(raw[c], errors="coerce").to_numpy(dtype=float), np.nan)
     if still:
         df["timestamp_s"] = np.nan
-    aus = sorted(int(c[2:-2]) for c in df.columns if _AU_C.match(c))
+    stems = {au_stem(c[:-2]) for c in df.columns if _AU_C.match(c)} | {c[:-2] for c in raw.columns if _AU_P.match(c)}
+    aus = sorted(stems)
     emotions = [c[4:] for c in raw.columns if c.startswith("emo_")]
     cols = columns(aus, emotions)
     out = df.reindex(columns=cols)
+    for st in aus:  # presence of the AUs OpenFace lacks: not in the file
+        if f"{st}_c" not in df.columns and threshold is not None:
+            pr = out[f"{st}_p"].to_numpy(dtype=float)
+            out[f"{st}_c"] = np.where(np.isfinite(pr), (pr >= threshold).astype(float), np.nan)
     for c in ("emotion",):
         if c in out:
             out[c] = out[c].fillna("").astype(str)
@@ -212,11 +229,16 @@ def openface_summary(path: str | Path) -> tuple[int, int, int, list[int]]:
     return n, len(frames), len(with_face), sorted(ids)
 
 
-def openface_notes(aus: Sequence[int], model_name: str = "the model") -> dict:
+def openface_notes(aus: Sequence[int | str], model_name: str = "the model") -> dict:
     """What the sidecar says about an OpenFace-layout output: what is written, how it differs from OpenFace's
-    own values, and what is missing."""
-    have = {int(a) for a in aus}
+    own values, and what is missing. ``aus``: the model's AU numbers or names / column stems
+    (:func:`aufer.schema.au_stems`); ``model_aus_not_in_openface`` lists the stems of those OpenFace 2.x does not
+    have (left/right sub-AUs included), whose presence is not written as ``AUxx_c``."""
+    stems = [au_stem(a) for a in aus]
+    of = set(vocab.openface_aus())
+    have = {au_parts(s)[0] for s in stems if not au_parts(s)[1]}
     missing_aus = [f"{vocab.au_code(a)}_c" for a in vocab.openface_aus() if a not in have]
+    left_out = [s for s in stems if au_parts(s)[1] or au_parts(s)[0] not in of]
     return {
         "layout": "OpenFace 2.x FeatureExtraction CSV: header cells separated by ', ' (the OpenFace 2.x "
                   "releases); OpenFace's columns first, then aufer's own",
@@ -228,11 +250,18 @@ def openface_notes(aus: Sequence[int], model_name: str = "the model") -> dict:
                 "sign change (R = Rx Ry Rz, camera coordinates x right, y down, z away from the camera)",
         "AUxx_r": f"not written: {model_name} gives AU occurrence probabilities only, no AU intensity; no aufer "
                   "model gives intensity",
-        "AUxx_c": "presence 0/1 at the threshold, for the model's AUs",
+        "AUxx_c": "presence 0/1 at the threshold, for the model's AUs that OpenFace 2.x has (its 18, no "
+                  "left/right sub-AU)",
+        "model_aus_not_in_openface": left_out,
+        "model_aus_not_in_openface_note": "AUs of the model that OpenFace 2.x does not report: no AUxx_c column "
+                                          "in OpenFace's part; their probabilities are in aufer's appended "
+                                          "AUxx_p columns" if left_out else "none: every AU of the model is one "
+                                          "of OpenFace's",
         "rows_without_face": "one row per frame with face_id 0, success 0, confidence 0, zeros for pose and "
                              "AUxx_c (FeatureExtraction's convention); status and file say why",
         "openface_columns_not_written": ["gaze_*", "eye_lmk_*", "pose_Tx", "pose_Ty", "pose_Tz",
                                          "x_0..x_67", "y_0..y_67", "X_0..Z_67", "p_*", *missing_aus],
-        "aufer_columns_appended": ["file", "status", "face_x", "face_y", "face_w", "face_h", "lm5_*", "AUxx_p",
+        "aufer_columns_appended": ["file", "status", "face_x", "face_y", "face_w", "face_h", "lm5_*",
+                                   "AUxx_p (every AU of the model)",
                                    "emo_*", "emotion"],
     }

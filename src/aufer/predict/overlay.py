@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from aufer.media import iter_video, video_info
-from aufer.predict.report import table_columns
+from aufer.predict.report import format_au_group, strongest_aus, table_columns
 from aufer.schema import face_mask
 
 __all__ = ["write_overlay_video", "frame_annotations", "draw_annotations"]
@@ -34,7 +34,9 @@ def frame_annotations(df: pd.DataFrame, top_aus: int = 3) -> dict[int, list[dict
     """What to draw on each frame: ``{frame: [{"face_id", "box": (x, y, w, h) pixels, "lines": [str]}]}`` for
     the rows with a detected face and a finite box. ``lines`` are ``"id N"``, ``"<emotion> 0.87"`` (the highest
     ``emo_*`` probability, else the ``emotion`` column) and up to ``top_aus`` lines ``"AU12 0.93"`` (highest
-    ``AUxx_p`` first). Rows of other columns, or lacking optional ones, are tolerated.
+    ``AUxx_p`` first; a model with left/right sub-AUs gets one line per AU with its sides, ``"AU12 0.93 (L.95
+    R.90)"``, :func:`aufer.predict.report.strongest_aus`): never one line per AU of a 41-AU model. Rows of
+    other columns, or lacking optional ones, are tolerated.
 
     Raises:
         ValueError: if ``frame`` or the box columns (``face_x, face_y, face_w, face_h``) are missing, or
@@ -57,8 +59,8 @@ def frame_annotations(df: pd.DataFrame, top_aus: int = 3) -> dict[int, list[dict
         elif "emotion" in r.index and isinstance(r["emotion"], str) and r["emotion"]:
             lines.append(r["emotion"])
         if au is not None and top_aus:
-            order = [j for j in np.argsort(-np.nan_to_num(au[k], nan=-1.0), kind="stable") if np.isfinite(au[k, j])]
-            lines += [f"{au_cols[j][:-2]} {au[k, j]:.2f}" for j in order[:top_aus]]
+            groups = strongest_aus({c[:-2]: au[k, j] for j, c in enumerate(au_cols)}, top_aus)
+            lines += [format_au_group(g, compact=True) for g in groups]
         out.setdefault(int(r["frame"]), []).append(
             {"face_id": fid, "box": tuple(float(r[c]) for c in need[1:]), "lines": lines})
     return out

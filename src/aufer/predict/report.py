@@ -9,26 +9,28 @@ Warnings about glyphs missing from the font (e.g. in file names used as titles) 
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from aufer import vocab
-from aufer.schema import face_mask
+from aufer.schema import AU_P_COLUMN, au_groups, au_label, au_parts, face_mask
 
 __all__ = ["timeseries_figure", "time_edges", "still_figure", "predictions_figure", "confusion_figure",
            "history_figure", "plot_timeseries", "plot_still", "plot_predictions", "plot_confusion", "plot_history",
-           "is_still", "MAX_STILL_FACES", "quiet_glyphs"]
+           "is_still", "MAX_STILL_FACES", "quiet_glyphs", "strongest_aus", "format_au_group", "AU_ROW_INCHES"]
 
 #: at most this many faces get a row of bar charts in :func:`still_figure`
 MAX_STILL_FACES = 8
 
-_AU_P = re.compile(r"^AU(\d+)_p$")
+_AU_P = AU_P_COLUMN  # AU01_p, and AU01L_p / AU01R_p for a left/right sub-AU
+
+#: height of one AU row (heat-map row or bar) in inches, so that a model with many AUs (OpenGraphAU: 41) gets a
+#: taller figure and its labels keep their size
+AU_ROW_INCHES = 0.19
 
 
 @contextlib.contextmanager
@@ -69,6 +71,11 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
         df: a table of :func:`aufer.predict.columns` (one row per frame and face).
         title: the figure title; ``note``: small grey text at the bottom (e.g. the model used).
 
+    The heat map has one row per AU column, sub-AUs right after their AU (``AU01, AU01L, AU01R, AU02 …``, thin
+    white lines between AUs), each labelled with its stem and FACS name; its height grows with the number of AUs
+    (:data:`AU_ROW_INCHES` per row, at least 4.2 in), so 41 AUs (OpenGraphAU) keep readable labels. A model
+    without emotion classes gets a low emotion panel that says so.
+
     Returns:
         The figure: axes 0 = AU heat map (a :class:`~matplotlib.collections.QuadMesh`, ``axes[0].collections[0]``,
         values ``(A, n_frames)``, cell edges ``(n_frames + 1,)`` on the x axis), 1 = emotion lines (x =
@@ -85,17 +92,21 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
         t, xlabel = frames.index.to_numpy(dtype=float), "frame"
     order = np.argsort(t, kind="stable")  # frames in time order (decoders give them so; be safe)
     t, track = t[order], track.iloc[order]
-    au_cols = [c for c in df.columns if c.startswith("AU") and c.endswith("_p")]
+    au_cols = _au_cols(df)
     emo_cols = [c for c in df.columns if c.startswith("emo_")]
-    fig = Figure(figsize=(12, 7), layout="constrained")
-    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    heat_h = max(4.2, AU_ROW_INCHES * len(au_cols))  # 12 AUs: the former 12 × 7 in figure; 41 AUs: 7.8 in
+    emo_h = 2.8 if emo_cols else 1.2  # an AU-only model (OpenGraphAU, ME-GraphAU): a low panel that says so
+    fig = Figure(figsize=(12, heat_h + emo_h), layout="constrained")
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [heat_h, emo_h]})
     if au_cols and len(t):
         m = np.ma.masked_invalid(track[au_cols].to_numpy(dtype=float).T)
         mesh = ax1.pcolormesh(time_edges(t), np.arange(len(au_cols) + 1) - 0.5, m, vmin=0, vmax=1,
                               cmap="viridis", shading="flat")
         ax1.set_ylim(len(au_cols) - 0.5, -0.5)
         ax1.set_yticks(range(len(au_cols)))
-        ax1.set_yticklabels([f"{c[:-2]} {vocab.au_name(int(c[2:-2]))}" for c in au_cols], fontsize=7)
+        ax1.set_yticklabels([_au_label(c) for c in au_cols], fontsize=7)
+        for y in _group_edges(au_cols):  # an AU with left/right sub-AUs: its rows framed by thin lines
+            ax1.axhline(y - 0.5, color="white", lw=0.8)
         fig.colorbar(mesh, ax=ax1, label="AU probability", pad=0.01)
     ax1.set_title(title or "AU and emotion time series")
     for c in emo_cols:
@@ -106,6 +117,11 @@ def timeseries_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figu
     ax2.set_xlabel(xlabel)
     if emo_cols:
         ax2.legend(ncol=min(len(emo_cols), 7), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    else:
+        ax2.set_yticks([])
+        ax2.set_ylabel("")
+        ax2.text(0.5, 0.5, "no emotion classes: this model gives AUs only", transform=ax2.transAxes,
+                 ha="center", va="center", fontsize=9, color="dimgray")
     if note:  # laid out below the legend (a plain fig.text would sit on it)
         fig.supxlabel(note, x=0.01, ha="left", fontsize=7, color="dimgray")
     return fig
@@ -117,15 +133,60 @@ def plot_timeseries(df: pd.DataFrame, out_png: str | Path, title: str = "", note
 
 
 def _au_cols(df: pd.DataFrame) -> list[str]:
-    return [c for c in df.columns if _AU_P.match(str(c))]
+    """The ``AUxx_p`` columns of ``df`` in column order, except that left/right sub-AUs follow their AU
+    (:func:`aufer.schema.au_groups`): ``AU01_p, AU01L_p, AU01R_p, AU02_p, …``. Without sub-AUs: column order."""
+    cols = [str(c) for c in df.columns if _AU_P.match(str(c))]
+    return [f"{st}_p" for _, g in au_groups(c[:-2] for c in cols) for st in g]
+
+
+def _group_edges(au_cols: Sequence[str]) -> list[int]:
+    """Row indices (in :func:`_au_cols` order) where an AU with left/right sub-AUs starts or ends, inside the
+    heat map: where :func:`timeseries_figure` draws a thin line so that the rows of one AU read as a block."""
+    edges, k = set(), 0
+    for _, g in au_groups(c[:-2] for c in au_cols):
+        if len(g) > 1:
+            edges.update((k, k + len(g)))
+        k += len(g)
+    return sorted(e for e in edges if 0 < e < len(au_cols))
 
 
 def _au_label(col: str) -> str:
-    code = col[:-2]
-    try:
-        return f"{code} {vocab.au_name(int(code[2:]))}"
-    except KeyError:
-        return code
+    return au_label(col[:-2])
+
+
+def strongest_aus(values: Mapping[str, float], k: int) -> list[list[tuple[str, float]]]:
+    """The ``k`` strongest AUs of one face, a left/right pair counted with its AU.
+
+    Args:
+        values: AU column stem (``AU12``, ``AU12L``; :func:`aufer.schema.au_stem`) → probability; NaN is skipped.
+        k: how many AUs (groups) to return, ≥ 0.
+
+    Returns:
+        Up to ``k`` groups, strongest first (a group's strength is its highest value; ties keep the column
+        order), each a list of ``(stem, value)``: the whole-face AU first, then ``L``, then ``R``, those
+        present and finite. Without sub-AUs each group is one ``(stem, value)``, the former ranking.
+    """
+    finite = {str(st): float(v) for st, v in values.items() if v is not None and np.isfinite(float(v))}
+    groups = [[(st, finite[st]) for st in g if st in finite] for _, g in au_groups(finite)]
+    groups = [g for g in groups if g]
+    order = sorted(range(len(groups)), key=lambda i: -max(v for _, v in groups[i]))
+    return [groups[i] for i in order[:k]]
+
+
+def format_au_group(group: Sequence[tuple[str, float]], compact: bool = False) -> str:
+    """One group of :func:`strongest_aus` as a short text: ``"AU12 0.81"``, ``"AU12 0.81 (L 0.84, R 0.77)"``,
+    or ``"AU12 L 0.84, R 0.77"`` for sub-AUs without their whole-face AU. ``compact`` (the overlay's narrow
+    lines): ``"AU12 0.81 (L.84 R.77)"``."""
+    main = [(st, v) for st, v in group if not au_parts(st)[1]]
+    sides = [(au_parts(st)[1], v) for st, v in group if au_parts(st)[1]]
+    if compact:
+        side_txt = " ".join(f"{sd}{v:.2f}".replace("0.", ".", 1) if v < 1 else f"{sd}{v:.2f}" for sd, v in sides)
+    else:
+        side_txt = ", ".join(f"{sd} {v:.2f}" for sd, v in sides)
+    if main:
+        st, v = main[0]
+        return f"{st} {v:.2f}" + (f" ({side_txt})" if sides else "")
+    return f"AU{au_parts(group[0][0])[0]:02d} {side_txt}"
 
 
 
@@ -169,14 +230,15 @@ def still_figure(df: pd.DataFrame, title: str = "", note: str = "") -> Figure:
     Returns:
         The figure. For face ``k`` (0-based), ``fig.axes[k * n_panels + j]`` is panel ``j`` (AU bars first
         when there are AU columns); bar ``i`` of a panel is ``ax.patches[i]`` with ``width`` = probability,
-        in column order from top to bottom.
+        in column order from top to bottom (left/right sub-AUs right after their AU). The height per face grows
+        with the number of bars (:data:`AU_ROW_INCHES` each), so 41 AUs stay legible.
     """
     faces = df[face_mask(df)]
     au_cols, emo_cols = _au_cols(df), [c for c in df.columns if str(c).startswith("emo_")]
     panels = [cols for cols in (au_cols, emo_cols) if cols]
     shown = faces.iloc[:MAX_STILL_FACES]
     n_bars = max([len(c) for c in panels] or [1])
-    row_h = max(1.8, 0.17 * n_bars + 0.7)
+    row_h = max(1.8, AU_ROW_INCHES * n_bars + 0.7)
     if not len(shown) or not panels:
         fig = Figure(figsize=(9, 3), layout="constrained")
         ax = fig.subplots()

@@ -22,8 +22,14 @@ import numpy as np
 import pandas as pd
 
 import aufer
-from aufer.predict.report import predictions_figure, quiet_glyphs, table_columns
-from aufer.schema import face_mask
+from aufer.predict.report import (
+    format_au_group,
+    predictions_figure,
+    quiet_glyphs,
+    strongest_aus,
+    table_columns,
+)
+from aufer.schema import au_groups, face_mask
 
 __all__ = ["write_html_report", "face_summary", "card_limits", "DEFAULT_WARNING"]
 
@@ -69,13 +75,15 @@ def face_summary(df: pd.DataFrame, top_aus: int = 5) -> pd.DataFrame:
     Args:
         df: a table of :func:`aufer.predict.columns`; needs ``frame`` and ``face_id``; ``file``,
             ``face_detected``, ``AUxx_p`` and ``emo_*`` are used when present (extra columns are ignored).
-        top_aus: how many AUs (highest mean probability) to list per face.
+        top_aus: how many AUs (highest mean probability) to list per face; a left/right sub-AU pair counts with
+            its AU (:func:`aufer.predict.report.strongest_aus`).
 
     Returns:
         Columns ``file`` (empty string without a ``file`` column), ``face_id``, ``frames_seen`` (frames in which
         the face was detected), ``share_detected`` (``frames_seen`` / frames of that file, 0–1), the mean of each
         ``emo_*`` column, ``top_emotion`` (highest mean; empty without emotion columns) and ``top_aus`` (a list of
-        ``(AU code, mean probability)``, strongest first); sorted by ``frames_seen`` (descending), then file and
+        ``(AU code, mean probability)``, strongest AU first; an AU's sub-AUs right after it, e.g. ``AU12, AU12L,
+        AU12R``, so a model with sub-AUs may list more than ``top_aus`` entries); sorted by ``frames_seen`` (descending), then file and
         ``face_id``. Empty (with these columns) when no face was detected.
 
     Raises:
@@ -94,8 +102,8 @@ def face_summary(df: pd.DataFrame, top_aus: int = 5) -> pd.DataFrame:
         row.update({c: float(means[c]) for c in emo_cols})
         row["top_emotion"] = str(means.idxmax())[4:] if len(means) and means.notna().any() else ""
         au = g[au_cols].apply(pd.to_numeric, errors="coerce").mean().dropna() if au_cols else pd.Series(dtype=float)
-        au = au.sort_values(ascending=False, kind="stable").iloc[:top_aus]
-        row["top_aus"] = [(str(c)[:-2], float(v)) for c, v in au.items()]
+        groups = strongest_aus({str(c)[:-2]: float(v) for c, v in au.items()}, top_aus)
+        row["top_aus"] = [(st, v) for g in groups for st, v in g]
         rows.append(row)
     out = pd.DataFrame(rows, columns=out_cols)
     if len(out):
@@ -199,6 +207,13 @@ def _table(header: list[str] | None, rows: list[list], num: set[int] = frozenset
     return f"<div class=\"scroll\"><table>\n{head}{body}</table></div>"  # a wide table scrolls, the page does not
 
 
+def _top_aus_text(top: list) -> str:
+    """:func:`face_summary`'s ``top_aus`` as one cell: ``AU12 0.81 (L 0.84, R 0.77), AU06 0.55``; a sub-AU pair
+    stays with its AU."""
+    values = dict(top)
+    return ", ".join(format_au_group([(st, values[st]) for st in g]) for _, g in au_groups(values))
+
+
 def _meta_value(v) -> str:
     if isinstance(v, (dict, list, tuple)):
         return json.dumps(v, ensure_ascii=False, default=str)
@@ -274,7 +289,7 @@ def write_html_report(df: pd.DataFrame, out_html: str | Path, *, title: str, mod
                   "top emotion", f"strongest AUs (mean p, top {top_aus})"]
         rows = [[Path(r["file"]).name, r["face_id"], r["frames_seen"], f"{r['share_detected']:.0%}",
                  *[f"{r[c]:.2f}" for c in emo_cols], r["top_emotion"],
-                 ", ".join(f"{a} {v:.2f}" for a, v in r["top_aus"])]
+                 _top_aus_text(r["top_aus"])]
                 for _, r in summary.iloc[:_MAX_TABLE_ROWS].iterrows()]
         num = {2, 3, *range(4, 4 + len(emo_cols))}
         p.append("<p class=\"muted\">Emotion columns: mean probability over the frames in which the face was "

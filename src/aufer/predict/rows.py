@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from aufer import vocab
 from aufer.faces.pipeline import FacePipeline
 from aufer.faces.pose import head_pose
 from aufer.media import Frame, MediaError, media_kind, video_info
@@ -37,7 +36,8 @@ from aufer.predict.defaults import (DEFAULT_DETECTOR_RANGE, DEFAULT_MAX_FACES, D
 from aufer.predict.inputs import split_inputs
 from aufer.predict.openface import openface_summary, write_openface_csv
 from aufer.predict.windows import WindowScheduler
-from aufer.schema import SCHEMA_VERSION, TEXT_COLUMNS, columns, csv_read_options, empty_row, face_mask, read_table
+from aufer.schema import (SCHEMA_VERSION, TEXT_COLUMNS, au_stems, columns, csv_read_options, empty_row, face_mask,
+                          read_table)
 
 __all__ = ["SCHEMA_VERSION", "columns", "iter_predictions", "predict", "predict_to_file", "predict_to_csv",
            "PredictResult", "read_table"]
@@ -50,8 +50,7 @@ def _device_of(model) -> torch.device:
 
 def _fill(row: dict, p_au: np.ndarray, p_e: np.ndarray, model, threshold: float) -> None:
     """Write one face's AU probabilities ``(A,)`` and emotion probabilities ``(E,)`` into its row."""
-    for j, a in enumerate(model.aus):
-        code = vocab.au_code(a)
+    for j, code in enumerate(au_stems(model)):
         row[f"{code}_p"] = float(p_au[j])
         row[f"{code}_c"] = int(p_au[j] >= threshold)
     for j, e in enumerate(model.emotions):
@@ -139,7 +138,7 @@ def iter_predictions(path: str | Path, model, pipeline: FacePipeline | None = No
         yield from _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, window_stride)
         return
     pending: list = []  # (row, aligned face or None) waiting for the model, in frame order
-    aus, emotions = model.aus, model.emotions
+    aus, emotions = au_stems(model), model.emotions
 
     def flush() -> list[dict]:
         with_face = [p for p in pending if p[1] is not None]
@@ -168,7 +167,7 @@ def _iter_clip_predictions(path, model, pipeline, start, threshold, flip, mesh, 
         waiting.discard(id(row))
 
     sched = WindowScheduler(lambda c, lm: _probabilities(model, c, lm, flip), fill, t, min(stride, t))
-    aus, emotions = model.aus, model.emotions
+    aus, emotions = au_stems(model), model.emotions
     for frame, faces in pipeline.iter_media(path, start=start):
         rows = _frame_rows(frame, faces, aus, emotions, mesh)
         queue.extend(r for r, _ in rows)
@@ -187,7 +186,7 @@ def _iter_array_predictions(images: Sequence[np.ndarray], model, pipeline, batch
     pending: list = []
     for i, img in enumerate(images):
         frame = Frame(i, math.nan, img, f"<array {i}>")
-        pending.extend(_frame_rows(frame, pipeline.process(img), model.aus, model.emotions, mesh))
+        pending.extend(_frame_rows(frame, pipeline.process(img), au_stems(model), model.emotions, mesh))
     with_face = [p for p in pending if p[1] is not None]
     for k in range(0, len(with_face), batch_size):
         _run_model(model, with_face[k:k + batch_size], threshold, flip)
@@ -292,7 +291,7 @@ def predict(inputs, model=None, pipeline: FacePipeline | None = None, batch_size
             model.to(device)
     if pipeline is None:
         pipeline = _default_pipeline(model, max_faces, min_face_score, detector_range)
-    cols = columns(model.aus, model.emotions, mesh)
+    cols = columns(au_stems(model), model.emotions, mesh)
     if kind == "arrays":
         groups = [("image arrays", _iter_array_predictions(items, model, pipeline, batch_size, threshold, flip,
                                                            mesh))]
@@ -374,7 +373,7 @@ def predict_to_file(path: str | Path, model, out: str | Path, pipeline: FacePipe
     n_frames = video_info(path)["n_frames"] if kind == "video" else None
     out.parent.mkdir(parents=True, exist_ok=True)
     partial, key_file = _partial_paths(out)
-    cols = columns(model.aus, model.emotions, mesh)
+    cols = columns(au_stems(model), model.emotions, mesh)
     pipeline = pipeline or _default_pipeline(model)
     opts = dict(options or {}, **({"window_stride": window_stride} if window_stride else {}))
     key = _source_key(path, model, flip, pipeline.crop_size, mesh, opts)
