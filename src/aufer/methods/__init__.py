@@ -8,6 +8,6 @@ registries and the data layers, never the engine, the CLI, or another method (a 
 looks it up by name in a registry, as SSM's loss finds AU-DFER's).
 """
 
-from aufer.methods import au_dfer, mal, mdhr, mtl, ssm  # noqa: F401  (one per method: each registers itself)
+from aufer.methods import au_dfer, graphau, mal, mdhr, mtl, ssm  # noqa: F401  (one per method: each registers itself)
 
-__all__ = ["au_dfer", "mal", "mdhr", "mtl", "ssm"]
+__all__ = ["au_dfer", "graphau", "mal", "mdhr", "mtl", "ssm"]

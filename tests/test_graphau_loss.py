@@ -1,0 +1,75 @@
+"""ME-GraphAU's losses: the official relation coding, the stage-2 edge loss, and the recipe loss on known labels."""
+
+import torch
+
+from aufer.methods.graphau.loss import edge_labels, edge_loss, graphau_loss
+from aufer.training.losses import LossContext
+
+
+def test_edge_labels_follow_the_official_relation_lists():
+    # tool/BP4D_deal_AU_relation.py: new_aus[:, j * n + k] = 2 * aus[:, j] + aus[:, k]
+    y = torch.tensor([[1, 0, 1], [0, -1, 1]])
+    rel = edge_labels(y)
+    assert rel.shape == (2, 9)
+    assert rel[0].tolist() == [3, 2, 3, 1, 0, 1, 3, 2, 3]
+    assert rel[1].tolist() == [0, -1, 1, -1, -1, -1, 2, -1, 3]  # every pair with the unknown AU drops out
+
+
+def test_edge_loss_is_cross_entropy_over_known_pairs():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 9, 4)
+    y = torch.tensor([[1, 0, 1], [0, -1, 1]])
+    rel = edge_labels(y).reshape(-1)
+    keep = rel >= 0
+    want = torch.nn.functional.cross_entropy(logits.reshape(-1, 4)[keep], rel[keep])
+    torch.testing.assert_close(edge_loss(logits, y), want)
+    assert float(edge_loss(logits, torch.full((2, 3), -1))) == 0.0
+
+
+def test_recipe_loss_adds_lambda_times_the_edge_loss_only_when_there_are_edges():
+    torch.manual_seed(1)
+    p = torch.rand(2, 1, 3, requires_grad=True)
+    batch = {"au": torch.tensor([[[1, 0, 1]], [[0, 1, -1]]]), "valid": torch.ones(2, 1, dtype=torch.bool)}
+    ctx = LossContext(au_weight=None)
+    s1 = graphau_loss({"au_prob": p}, None, batch, None, ctx=ctx)
+    assert float(s1["loss_edge"]) == 0.0 and torch.equal(s1["loss"].detach(), s1["loss_wa"])
+    edges = torch.randn(2, 1, 9, 4, requires_grad=True)
+    s2 = graphau_loss({"au_prob": p, "edge": edges}, None, batch, None, ctx=ctx, lam=0.5)
+    torch.testing.assert_close(s2["loss"].detach(), s1["loss_wa"] + 0.5 * s2["loss_edge"])
+    s2["loss"].backward()
+    assert edges.grad is not None and p.grad is not None
+
+
+def test_both_stages_train_through_the_engine_and_stage_two_starts_from_stage_one(tmp_path):
+    """One short run of each stage on a tiny SYNTHETIC BP4D-layout store through `fit` with the graphau loss; the
+    stage-2 run starts from the stage-1 run's best checkpoint (init_from, non-strict, as the official code) and
+    records it as its weights' source."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from engine_data import au_store, tiny_recipe
+
+    from aufer import vocab
+    from aufer.engine.recipe import load
+    from aufer.engine.runner import fit
+
+    au = au_store(tmp_path / "au.sqlite", seqs=1, frames=4, size=64, aus=vocab.dataset_aus("BP4D"))
+    base = dict(data={"au": {"store": str(au), "clip_len": 1, "eval_clip_len": 1, "batch_size": 4, "val_subjects": 1,
+                             "transform": {"size": 64, "hflip": 0.5, "rotation": 0, "scale": 0, "shift": 0}}},
+                train={"epochs": 1, "loss": "graphau", "max_steps_per_epoch": 2}, select={"metric": ["au_f1_mean"]})
+    r1 = load(values=tiny_recipe(au, model={"name": "graphau.bp4d_resnet18_stage1", "args": {"input_size": 64}}, **base))
+    m1 = fit(r1, tmp_path / "s1", progress=False)
+    assert 0.0 <= m1["test"]["au"]["au_f1_mean"] <= 1.0
+    steps = (tmp_path / "s1" / "steps.csv").read_text()
+    assert "loss_wa" in steps and "loss_edge" in steps
+    best1 = tmp_path / "s1" / "best.safetensors"
+    r2 = load(values=tiny_recipe(au, model={"name": "graphau.bp4d_resnet18_stage2",
+                                            "args": {"input_size": 64, "init_from": str(best1)}},
+                                 **{**base, "train": {**base["train"], "loss_args": {"lam": 0.05}}}))
+    m2 = fit(r2, tmp_path / "s2", progress=False)
+    assert m2["pretrained"] == f"checkpoint {best1}"
+    w1, w2 = load_file(str(best1)), load_file(str(tmp_path / "s2" / "best.safetensors"))
+    assert any(k.startswith("head.edge") or "edge" in k for k in w2) and not any("edge_fc" in k for k in w1)
+    cfg = json.loads((tmp_path / "s2" / "best.json").read_text())
+    assert cfg["model"]["init_from"] is None  # the trained weights are the checkpoint; rebuilding needs no file
