@@ -22,6 +22,8 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
 * ``uncertainty`` — the joint model with uncertainty weighting (Kendall, Gal & Cipolla 2018; :mod:`aufer.methods.mtl`);
 * ``mdhr`` — ``mdhr.disfa_lite0`` (AU only, 16-frame clips, MDHR loss) at ``--mdhr-size`` px (128: MDHR's token
   grids need a side divisible by 32, which 112 is not);
+* ``graphau`` — ME-GraphAU stage 1 (ANFL) on the Lite0 trunk, ``graphau.disfa_lite0_stage1`` (aufer's offline
+  variant; k = 3 as for DISFA), frame by frame, with its weighted asymmetric loss and the class weights (AU only);
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
 * ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.methods.mal.step``): the joint model with meta-learned FE sample
   weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
@@ -66,7 +68,7 @@ import time
 from pathlib import Path
 
 DISFA_AUS = [1, 2, 4, 6, 9, 12, 25, 26]
-RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "ssm", "mal-l2rw", "mal-mwn",
+RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "graphau", "ssm", "mal-l2rw", "mal-mwn",
         "au-dfer-joint", "former-dfer", "former-dfer+au-dfer")
 NEEDS_PSEUDO = ("au-dfer-joint", "former-dfer+au-dfer")
 MAL_META_LR = 2e-3  # l2rw's look-ahead η: the heads' peak learning rate (a step of the real step's size)
@@ -83,14 +85,19 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     au = {"store": str(data.au_store), "split_file": str(data.au_split)}
     expr = {"store": str(expr_store or data.expr_store), "split_file": str(data.expr_split)}
     uses_au = name not in ("expr-only", "former-dfer", "former-dfer+au-dfer")
-    uses_expr = name not in ("au-only", "mdhr")
+    uses_expr = name not in ("au-only", "mdhr", "graphau")
     metric = "[au_f1_mean,uar]" if uses_au and uses_expr else "[au_f1_mean]" if uses_au else "[uar]"
     side = mdhr_size if name == "mdhr" else size
     if name.startswith("mal-"):
         epochs = mal_epochs or 2 * epochs
-    sets = [f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={side}",
+    # a method's own model takes none of the demo model's arguments (features, freeze_stages, …): start afresh
+    own_model = name in ("mdhr", "graphau", "ssm") or name.startswith("former-dfer")
+    sets = (["model.args=null"] if own_model else []) + [
+            f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={side}",
             "optim.weight_decay=0.0001", f"select.metric={metric}"]
     sets += ([f"data.au.aus={DISFA_AUS}"] if uses_au else []) + ([f"data.expr.aus={DISFA_AUS}"] if uses_expr else [])
+    if not uses_expr and not own_model:  # the demo model's expression probe is fitted on expression data
+        sets += ["model.args.expr_probe=false", "model.args.expr_aux=false"]
     loss, loss_args, step, step_args, groups = "joint", {"label_smoothing": 0.0}, None, {}, None
     if name == "joint-cw":
         loss_args = {"label_smoothing": 0.0, "class_weights": True}
@@ -99,6 +106,9 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     elif name == "mdhr":
         sets += ["model.name=mdhr.disfa_lite0", "data.au.clip_len=16", "data.au.eval_batch_size=8"]
         loss, loss_args = "mdhr", {}
+    elif name == "graphau":
+        sets += ["model.name=graphau.disfa_lite0_stage1"]
+        loss, loss_args = "graphau", {}
     elif name == "ssm":
         sets += ["model.name=ssm.disfa_lite0_minilm", "data.au.clip_len=8", "data.au.eval_batch_size=8"]
         loss, loss_args, step = "ssm", {}, "ssm"

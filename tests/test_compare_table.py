@@ -38,3 +38,23 @@ def test_seeds_summary_and_std_cells(tmp_path):
     assert "50.0 |" in one and "±" not in one and np.isnan(tab.loc[tab.index[1], "real_hvn"])  # no real photos
     _, plain = compare([tmp_path / "joint"])
     assert "±" not in plain
+
+
+def test_every_compare_methods_run_builds_a_recipe_its_model_accepts():
+    """benchmarks/compare_methods.py's recipes pass the engine's model check (no argument of the demo model leaks
+    into a method's own model; no data is opened)."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from aufer.engine.build import check_model
+
+    path = Path(__file__).parents[1] / "benchmarks" / "compare_methods.py"
+    spec = importlib.util.spec_from_file_location("compare_methods", path)
+    cm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cm)
+    data = SimpleNamespace(au_store="au.sqlite", au_split="au.json", expr_store="expr.sqlite", expr_split="expr.json")
+    for name in cm.RUNS:
+        r = cm._recipe(name, data, 112, 1, 0, None, 1.0)
+        check_model(r)
+        assert r.model.args.get("input_size") in (112, 128), name

