@@ -207,3 +207,14 @@ def test_a_run_started_from_a_checkpoint_names_it(au, tmp_path):
     p = run_provenance(r, create_model("aufer_lite.lite0", pretrained=False, input_size=64))
     assert p["backbones"][0] == {"module": "", "weights": "checkpoint w.safetensors"}
     assert p["pretrained"] == "checkpoint w.safetensors" == pretrained_summary(p["backbones"])
+
+
+def test_runs_over_seeds_summarise_but_a_changed_recipe_among_them_is_refused(au, tmp_path):
+    for seed in (0, 1):
+        fit(load(values=tiny_recipe(au, seed=seed, train={"epochs": 1})), tmp_path / "exp" / f"seed{seed}", progress=False)
+    s = summarise_experiment(tmp_path / "exp", unit="seed")
+    assert s["folds"] == ["seed0", "seed1"]
+    fit(load(values=tiny_recipe(au, seed=2, train={"epochs": 1}, optim={"lr": 0.01})), tmp_path / "exp" / "seed2",
+        progress=False)
+    with pytest.raises(RecipeError, match=r"different recipes.*optim.lr"):
+        summarise_experiment(tmp_path / "exp", unit="seed")

@@ -180,7 +180,7 @@ def summarise_experiment(out_dir: str | Path, recipe: Recipe | None = None, unit
             row["real_au12"] = rp.get("au12_smile_gt_neutral")
         rows.append(row)
         data = m.get("data", data)
-    prov = _provenance(made)
+    prov = _provenance(made, {r.name: r for r in runs}, unit)
     df = pd.DataFrame(rows).set_index("fold")
     num = df.drop(columns=["selected_epoch"]).astype(float)
     stats = pd.DataFrame({"mean": num.mean(), "std": num.std(ddof=1) if len(num) > 1 else num.mean() * np.nan}).T
@@ -224,11 +224,23 @@ def _row_provenance(summary: dict) -> str:
     return "".join(f"; {p}" for p in parts)
 
 
-def _provenance(made: dict[str, dict]) -> dict:
+def _provenance(made: dict[str, dict], folders: dict[str, Path] | None = None, unit: str = "fold") -> dict:
     """What the folds' ``metrics.json`` say was run: ``{"recipe_hash", "model", "pretrained", "overrides",
     "run_commits"}``. Folds of different resolved recipes are refused (a summary never mixes recipes); runs from
-    before provenance was recorded give ``None`` entries."""
+    before provenance was recorded give ``None`` entries. Runs over seeds (``unit="seed"``) differ in their seed
+    by design: their stored recipes (``config.yaml``) are compared without it."""
     hashes = {m.get("recipe_hash") for m in made.values()} - {None}
+    if unit == "seed" and folders:
+        recipes = {n: stored_recipe(f) for n, f in folders.items()}
+        known = {n: {k: v for k, v in r.items() if k != "seed"} for n, r in recipes.items() if r is not None}
+        if known:
+            first, ref = next(iter(known.items()))
+            for n, r in known.items():
+                changes = recipe_changes(ref, r)
+                if changes:
+                    raise RecipeError(f"the seeds were run with different recipes ({first} → {n}: "
+                                      f"{format_changes(changes)}); summarise runs of one recipe only")
+        hashes = set(list(hashes)[:1])  # one recipe up to the seed: report the first run's hash
     if len(hashes) > 1:
         by = {h: [f for f, m in made.items() if m.get("recipe_hash") == h] for h in sorted(hashes)}
         raise RecipeError("the folds were run with different recipes (" + "; ".join(
