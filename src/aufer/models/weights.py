@@ -17,7 +17,8 @@ from safetensors.torch import load_file, save
 
 from aufer.errors import UserMistake
 
-__all__ = ["CheckpointError", "save_model", "load_checkpoint", "read_checkpoint_json", "resolve_checkpoint"]
+__all__ = ["CheckpointError", "save_model", "load_checkpoint", "read_checkpoint_json", "resolve_checkpoint",
+           "read_official_tensors"]
 
 
 class CheckpointError(UserMistake, ValueError):
@@ -139,3 +140,30 @@ def read_checkpoint_json(meta: str | Path) -> tuple[str, dict]:
     except (KeyError, TypeError, AttributeError, ValueError):
         raise CheckpointError(f"{meta}: holds no model config ({{'model': {{'name': ...}}}})") from None
     return name, cfg
+
+
+def read_official_tensors(state_dict, saved_by: str = "the official code") -> dict[str, torch.Tensor]:
+    """The tensors of an official checkpoint: a ``.pth`` path (read with ``torch.load(weights_only=True)``) or an
+    already loaded mapping; a ``{"state_dict": …, "epoch": …}`` wrapper is unwrapped and DataParallel's ``module.``
+    prefix removed. ``saved_by`` names the script that writes such files, for the error message.
+
+    Raises:
+        CheckpointError: a missing or unreadable file, or no state dict in it.
+    """
+    from collections.abc import Mapping  # noqa: PLC0415
+
+    if isinstance(state_dict, (str, Path)):
+        path = Path(state_dict)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file; pass the .pth {saved_by} saved")
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001  (zip/pickle errors of a damaged or non-tensor file)
+            raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint of tensors "
+                                  f"({e.__class__.__name__}); is the file complete?") from None
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError("the checkpoint holds no state dict (a mapping of tensor names to tensors)")
+    if isinstance(state_dict.get("state_dict"), Mapping):
+        state_dict = state_dict["state_dict"]
+    return {(k[7:] if k.startswith("module.") else k): v for k, v in state_dict.items() if torch.is_tensor(v)}
+

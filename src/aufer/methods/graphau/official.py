@@ -37,6 +37,7 @@ import torch
 
 from aufer.methods.graphau.model import VARIANTS, GraphAU
 from aufer.models import CheckpointError, Importer, create_model, register_importer
+from aufer.models.weights import read_official_tensors
 
 __all__ = ["official_key_map", "read_official", "check_official", "from_official_state_dict",
            "to_official_state_dict", "import_official"]
@@ -62,25 +63,13 @@ def official_key_map(model: GraphAU, variant: str) -> dict[str, str]:
 
 
 def read_official(state_dict: Mapping[str, Any] | str | Path) -> dict[str, torch.Tensor]:
-    """The official tensors of a ``.pth`` path or a (wrapped) state dict, ``module.`` prefixes removed.
+    """The official tensors of a ``.pth`` path or a (wrapped) state dict, ``module.`` prefixes removed
+    (:func:`aufer.models.weights.read_official_tensors`).
 
     Raises:
         CheckpointError: a missing or unreadable file, or no state dict in it.
     """
-    if isinstance(state_dict, (str, Path)):
-        path = Path(state_dict)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file; pass the .pth the official train_stage*.py saved")
-        try:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001  (zip/pickle errors of a damaged or non-tensor file)
-            raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint of tensors "
-                                  f"({e.__class__.__name__}); is the file complete?") from None
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointError("the checkpoint holds no state dict (a mapping of tensor names to tensors)")
-    if isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in state_dict.items() if torch.is_tensor(v)}
+    return read_official_tensors(state_dict, "the official train_stage*.py")
 
 
 def _file_stage(sd: Mapping[str, torch.Tensor]) -> tuple[int | None, list[str]]:

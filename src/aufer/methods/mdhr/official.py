@@ -16,6 +16,7 @@ import torch
 
 from aufer.methods.mdhr.model import HF_KIND, MDHR, HFResNetTrunk, HFSwinTrunk, backbone_name, dataset_name
 from aufer.models import CheckpointError, Importer, create_model, register_importer
+from aufer.models.weights import read_official_tensors
 
 __all__ = ["official_key_map", "from_official_state_dict", "load_official_state_dict", "to_official_state_dict", "load_official_backbone"]
 
@@ -143,20 +144,7 @@ def _swin_constants(trunk: HFSwinTrunk) -> dict[str, torch.Tensor]:
 
 
 def _unwrap(state_dict: Mapping[str, Any] | str | Path) -> dict[str, torch.Tensor]:
-    if isinstance(state_dict, (str, Path)):
-        path = Path(state_dict)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file; pass the .pth the official train.py saved")
-        try:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001  (zip/pickle errors of a damaged or non-tensor file)
-            raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint of tensors "
-                                  f"({e.__class__.__name__}); is the file complete?") from None
-    if not isinstance(state_dict, Mapping):
-        raise CheckpointError("the checkpoint holds no state dict (a mapping of tensor names to tensors)")
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]  # train.py's {'epoch', 'state_dict', 'optimizer'}
-    return {(k[7:] if k.startswith("module.") else k): v for k, v in state_dict.items()}  # DataParallel prefix
+    return read_official_tensors(state_dict, "the official train.py")  # {'epoch', 'state_dict', 'optimizer'}
 
 
 def load_official_state_dict(model: MDHR, state_dict: Mapping[str, Any] | str | Path) -> MDHR:
