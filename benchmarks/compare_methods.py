@@ -24,6 +24,10 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
   grids need a side divisible by 32, which 112 is not);
 * ``graphau`` — ME-GraphAU stage 1 (ANFL) on the Lite0 trunk, ``graphau.disfa_lite0_stage1`` (aufer's offline
   variant; k = 3 as for DISFA), frame by frame, with its weighted asymmetric loss and the class weights (AU only);
+* ``graphau-s2`` — ME-GraphAU stage 2 (MEFL), ``graphau.disfa_lite0_stage2``, started from the same seed's
+  ``graphau`` run (``model.args.init_from`` = its ``best.safetensors``, as ``train_stage2.py`` loads stage 1) and
+  trained ``--epochs`` more epochs with ``L_WA + 0.01 · L_E`` (λ of the DISFA recipe) at a tenth of the stage-1
+  rates (the official stage 2 runs at 1e-5 after 1e-4): twice the optimiser steps of the other runs in all;
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
 * ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.methods.mal.step``): the joint model with meta-learned FE sample
   weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
@@ -68,16 +72,17 @@ import time
 from pathlib import Path
 
 DISFA_AUS = [1, 2, 4, 6, 9, 12, 25, 26]
-RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "graphau", "ssm", "mal-l2rw", "mal-mwn",
+RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "graphau", "graphau-s2", "ssm", "mal-l2rw", "mal-mwn",
         "au-dfer-joint", "former-dfer", "former-dfer+au-dfer")
 NEEDS_PSEUDO = ("au-dfer-joint", "former-dfer+au-dfer")
+STAGE2_OF = {"graphau-s2": "graphau"}  # a two-stage method's stage-2 run and the run its stage 1 comes from
 MAL_META_LR = 2e-3  # l2rw's look-ahead η: the heads' peak learning rate (a step of the real step's size)
 AU_DFER = {"ratio": 0.25, "posw": "global", "dataset": "DFEW", "host": "m3dfel", "rows": "majority",
            "clip_rule": "mean", "model_aus": DISFA_AUS, "label_aus": DISFA_AUS}
 
 
 def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str | None, mal_scale: float, extra=(),
-            mdhr_size: int = 128, mal_epochs: int | None = None):
+            mdhr_size: int = 128, mal_epochs: int | None = None, init_from: Path | None = None):
     """The engine recipe of one run (see the module docstring)."""
     from aufer.demo import demo_recipe
     from aufer.engine.recipe import load
@@ -85,13 +90,13 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     au = {"store": str(data.au_store), "split_file": str(data.au_split)}
     expr = {"store": str(expr_store or data.expr_store), "split_file": str(data.expr_split)}
     uses_au = name not in ("expr-only", "former-dfer", "former-dfer+au-dfer")
-    uses_expr = name not in ("au-only", "mdhr", "graphau")
+    uses_expr = name not in ("au-only", "mdhr", "graphau", "graphau-s2")
     metric = "[au_f1_mean,uar]" if uses_au and uses_expr else "[au_f1_mean]" if uses_au else "[uar]"
     side = mdhr_size if name == "mdhr" else size
     if name.startswith("mal-"):
         epochs = mal_epochs or 2 * epochs
     # a method's own model takes none of the demo model's arguments (features, freeze_stages, …): start afresh
-    own_model = name in ("mdhr", "graphau", "ssm") or name.startswith("former-dfer")
+    own_model = name in ("mdhr", "graphau", "graphau-s2", "ssm") or name.startswith("former-dfer")
     sets = (["model.args=null"] if own_model else []) + [
             f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={side}",
             "optim.weight_decay=0.0001", f"select.metric={metric}"]
@@ -109,6 +114,10 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     elif name == "graphau":
         sets += ["model.name=graphau.disfa_lite0_stage1"]
         loss, loss_args = "graphau", {}
+    elif name == "graphau-s2":
+        sets += ["model.name=graphau.disfa_lite0_stage2"] + ([f"model.args.init_from={init_from}"] if init_from else [])
+        loss, loss_args = "graphau", {"lam": 0.01}
+        groups = "tenth"
     elif name == "ssm":
         sets += ["model.name=ssm.disfa_lite0_minilm", "data.au.clip_len=8", "data.au.eval_batch_size=8"]
         loss, loss_args, step = "ssm", {}, "ssm"
@@ -141,6 +150,9 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
                                                    "maps": {"lr": 10 * r.optim.lr}})
     elif name.startswith("former-dfer"):
         optim = dataclasses.replace(optim, groups={"backbone": r.optim.groups["backbone"]})
+    elif groups == "tenth":  # ME-GraphAU stage 2: every rate a tenth of stage 1's
+        optim = dataclasses.replace(optim, lr=r.optim.lr / 10, groups={
+            g: {**v, "lr": v["lr"] / 10} for g, v in r.optim.groups.items()})
     return dataclasses.replace(r, train=train, optim=optim)
 
 
@@ -210,8 +222,14 @@ def main() -> None:
                     if not labeller.exists():
                         raise SystemExit(f"{name}: run au-only for seed {seed} first (its model labels the AUs)")
                     store = _pseudo_store(data, out / "au-only" / f"seed{seed}", labeller)
+                init_from = None
+                if name in STAGE2_OF:
+                    init_from = out / STAGE2_OF[name] / f"seed{seed}" / "best.safetensors"
+                    if not init_from.exists():
+                        raise SystemExit(f"{name}: run {STAGE2_OF[name]} for seed {seed} first (stage 2 starts "
+                                         "from its stage-1 model)")
                 recipe = _recipe(name, data, args.size, args.epochs, seed, store, args.mal_scale, args.set,
-                                 args.mdhr_size, args.mal_epochs)
+                                 args.mdhr_size, args.mal_epochs, init_from)
                 fit(recipe, run, resume=run.exists(), progress=False)
             res = json.loads((run / "metrics.json").read_text())
             real_file = run / "real_photos.json"

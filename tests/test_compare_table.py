@@ -58,3 +58,9 @@ def test_every_compare_methods_run_builds_a_recipe_its_model_accepts():
         r = cm._recipe(name, data, 112, 1, 0, None, 1.0)
         check_model(r)
         assert r.model.args.get("input_size") in (112, 128), name
+    s1 = cm._recipe("graphau", data, 112, 1, 0, None, 1.0)
+    s2 = cm._recipe("graphau-s2", data, 112, 1, 0, None, 1.0, init_from=Path("s1/best.safetensors"))
+    assert s2.model.args["init_from"] == str(Path("s1/best.safetensors"))
+    assert s2.model.name.endswith("_stage2") and s2.train.loss_args == {"lam": 0.01}
+    assert s2.optim.lr == s1.optim.lr / 10
+    assert s2.optim.groups["backbone"]["lr"] == s1.optim.groups["backbone"]["lr"] / 10
