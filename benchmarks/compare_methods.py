@@ -28,6 +28,7 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
   ``graphau`` run (``model.args.init_from`` = its ``best.safetensors``, as ``train_stage2.py`` loads stage 1) and
   trained ``--epochs`` more epochs with ``L_WA + 0.01 · L_E`` (λ of the DISFA recipe) at a tenth of the stage-1
   rates (the official stage 2 runs at 1e-5 after 1e-4): twice the optimiser steps of the other runs in all;
+* ``graphau-2x`` — stage 1 alone for twice ``--epochs``: the control with ``graphau-s2``'s number of steps;
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
 * ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.methods.mal.step``): the joint model with meta-learned FE sample
   weights; the look-ahead moves the layers after the trunk (``meta_params``: every module but ``backbone``, the
@@ -72,7 +73,7 @@ import time
 from pathlib import Path
 
 DISFA_AUS = [1, 2, 4, 6, 9, 12, 25, 26]
-RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "graphau", "graphau-s2", "ssm", "mal-l2rw", "mal-mwn",
+RUNS = ("au-only", "joint", "joint-cw", "expr-only", "uncertainty", "mdhr", "graphau", "graphau-2x", "graphau-s2", "ssm", "mal-l2rw", "mal-mwn",
         "au-dfer-joint", "former-dfer", "former-dfer+au-dfer")
 NEEDS_PSEUDO = ("au-dfer-joint", "former-dfer+au-dfer")
 STAGE2_OF = {"graphau-s2": "graphau"}  # a two-stage method's stage-2 run and the run its stage 1 comes from
@@ -90,13 +91,15 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     au = {"store": str(data.au_store), "split_file": str(data.au_split)}
     expr = {"store": str(expr_store or data.expr_store), "split_file": str(data.expr_split)}
     uses_au = name not in ("expr-only", "former-dfer", "former-dfer+au-dfer")
-    uses_expr = name not in ("au-only", "mdhr", "graphau", "graphau-s2")
+    uses_expr = name not in ("au-only", "mdhr") and not name.startswith("graphau")
     metric = "[au_f1_mean,uar]" if uses_au and uses_expr else "[au_f1_mean]" if uses_au else "[uar]"
     side = mdhr_size if name == "mdhr" else size
     if name.startswith("mal-"):
         epochs = mal_epochs or 2 * epochs
+    elif name == "graphau-2x":
+        epochs = 2 * epochs
     # a method's own model takes none of the demo model's arguments (features, freeze_stages, …): start afresh
-    own_model = name in ("mdhr", "graphau", "graphau-s2", "ssm") or name.startswith("former-dfer")
+    own_model = name in ("mdhr", "ssm") or name.startswith(("former-dfer", "graphau"))
     sets = (["model.args=null"] if own_model else []) + [
             f"seed={seed}", f"train.epochs={epochs}", "select.mode=val", f"model.args.input_size={side}",
             "optim.weight_decay=0.0001", f"select.metric={metric}"]
@@ -111,7 +114,7 @@ def _recipe(name: str, data, size: int, epochs: int, seed: int, expr_store: str 
     elif name == "mdhr":
         sets += ["model.name=mdhr.disfa_lite0", "data.au.clip_len=16", "data.au.eval_batch_size=8"]
         loss, loss_args = "mdhr", {}
-    elif name == "graphau":
+    elif name in ("graphau", "graphau-2x"):
         sets += ["model.name=graphau.disfa_lite0_stage1"]
         loss, loss_args = "graphau", {}
     elif name == "graphau-s2":

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mdhr_speed import MODES, _fmt_flops, _sync, _timed, peak_for  # noqa: E402  (one timing harness for both)
+from mdhr_speed import MODES, _fmt_flops, _sync, add_run_args, measure, peak_for, run_settings  # noqa: E402
 
 TRAIN_MODEL = "graphau.bp4d_resnet50_stage1"
 INFER_MODEL = "graphau.opengraphau_resnet50_stage1"
@@ -111,21 +111,7 @@ def bench(dev: torch.device, b_train: int, b_infer: int, size: int, warmup: int,
 
         for kind, fn, b, f in (("infer", infer, b_infer, flops[INFER_MODEL][0]),
                                ("train", train, b_train, flops[TRAIN_MODEL][1])):
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            try:
-                sec = _timed(fn, dev, warmup, steps)
-            except RuntimeError as e:  # e.g. an op without a bf16 kernel on this device
-                row.append(f"{kind}: failed ({str(e).splitlines()[0][:80]})")
-                continue
-            rate = b / sec
-            unit = "faces/s" if kind == "infer" else "clips/s"
-            text = f"{kind} {rate:9.1f} {unit}, {_fmt_flops(f * rate)}/s"
-            if peak:
-                text += f" ({100 * f * rate / (peak * 1e12):5.1f} % of peak)"
-            if dev.type == "cuda":
-                text += f" mem {torch.cuda.max_memory_allocated(dev) / 2 ** 30:6.2f} GiB"
-            row.append(text)
+            row.append(measure(kind, fn, dev, warmup, steps, b, "faces/s" if kind == "infer" else "clips/s", f, peak))
         print(" | ".join(row), flush=True)
         del infer_model, train_model, opt, x_inf, x_tr
         _sync(dev)
@@ -135,17 +121,11 @@ def bench(dev: torch.device, b_train: int, b_infer: int, size: int, warmup: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--small", action="store_true", help="2 faces at 64 px, one timed step (CPU smoke run)")
-    ap.add_argument("--devices", default="auto", help="comma-separated cpu / cuda; auto = cpu, and cuda if available")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps (default 10; --small 1)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3; --small 1)")
+    add_run_args(ap, "2 faces at 64 px, one timed step (CPU smoke run)")
     ap.add_argument("--infer-batch", type=int, default=64, help="faces per inference call")
     args = ap.parse_args()
     b_train, b_infer, size = (2, 2, 64) if args.small else (64, args.infer_batch, 224)
-    steps = args.steps if args.steps is not None else (1 if args.small else 10)
-    warmup = args.warmup if args.warmup is not None else (1 if args.small else 3)
-    devs = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])] if args.devices == "auto" else \
-        [d.strip() for d in args.devices.split(",") if d.strip()]
+    steps, warmup, devs = run_settings(args)
     print(f"ME-GraphAU stage 1 ResNet-50 (random init): training {TRAIN_MODEL} on {b_train} one-frame clips, "
           f"inference {INFER_MODEL} on {b_infer} faces, {size} px; median of {steps} steps after {warmup} "
           f"warm-up; torch {torch.__version__}")

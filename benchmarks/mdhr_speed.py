@@ -132,6 +132,47 @@ def _fmt_flops(v: float) -> str:
     return f"{v:.0f} FLOP"
 
 
+def rate_text(kind: str, rate: float, unit: str, flops: float, peak: float | None, dev: torch.device) -> str:
+    """One measurement as text: ``rate`` items/s (``unit``), the achieved FLOP/s (``flops`` per item × rate), its
+    share of ``peak`` TFLOP/s when known, and on CUDA the peak memory since the last reset."""
+    text = f"{kind} {rate:8.2f} {unit}, {_fmt_flops(flops * rate)}/s"
+    if peak:
+        text += f" ({100 * flops * rate / (peak * 1e12):5.1f} % of peak)"
+    if dev.type == "cuda":
+        text += f" mem {torch.cuda.max_memory_allocated(dev) / 2 ** 30:6.2f} GiB"
+    return text
+
+
+def measure(kind: str, fn, dev: torch.device, warmup: int, steps: int, items: int, unit: str, flops: float,
+            peak: float | None) -> str:
+    """Time ``fn`` (:func:`_timed`, peak CUDA memory reset first; ``items`` per call) and give :func:`rate_text`,
+    or ``"<kind>: failed (…)"`` when it raises a RuntimeError (e.g. an op without a bf16 kernel on the device)."""
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    try:
+        sec = _timed(fn, dev, warmup, steps)
+    except RuntimeError as e:
+        return f"{kind}: failed ({str(e).splitlines()[0][:80]})"
+    return rate_text(kind, items / sec, unit, flops, peak, dev)
+
+
+def add_run_args(ap: argparse.ArgumentParser, small_help: str) -> None:
+    """The options every speed script shares: --small, --devices, --steps, --warmup."""
+    ap.add_argument("--small", action="store_true", help=small_help)
+    ap.add_argument("--devices", default="auto", help="comma-separated cpu / cuda; auto = cpu, and cuda if available")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 10; --small 1)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3; --small 1)")
+
+
+def run_settings(args) -> tuple[int, int, list[str]]:
+    """``(steps, warmup, devices)`` from the options of :func:`add_run_args`."""
+    steps = args.steps if args.steps is not None else (1 if args.small else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if args.small else 3)
+    devs = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])] if args.devices == "auto" else \
+        [d.strip() for d in args.devices.split(",") if d.strip()]
+    return steps, warmup, devs
+
+
 def bench(dev: torch.device, b: int, t: int, size: int, warmup: int, steps: int, peak_tflops: float | None,
           flops: tuple[float, float]) -> None:
     from aufer.training.losses import LossContext
@@ -157,21 +198,7 @@ def bench(dev: torch.device, b: int, t: int, size: int, warmup: int, steps: int,
         for kind, fn, flops in (("infer", lambda: _infer_step(model, x, amp), f_inf),
                                 ("train", lambda: _train_step(model, x, batch, opt, ctx, amp), f_tr)):
             model.train(kind == "train")
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-            try:
-                sec = _timed(fn, dev, warmup, steps)
-            except RuntimeError as e:  # e.g. an op without a bf16 kernel on this device
-                row.append(f"{kind}: failed ({str(e).splitlines()[0][:80]})")
-                continue
-            cps = b / sec
-            achieved = flops * cps
-            text = f"{kind} {cps:8.2f} clips/s, {_fmt_flops(achieved)}/s"
-            if peak:
-                text += f" ({100 * achieved / (peak * 1e12):5.1f} % of peak)"
-            if dev.type == "cuda":
-                text += f" mem {torch.cuda.max_memory_allocated(dev) / 2 ** 30:6.2f} GiB"
-            row.append(text)
+            row.append(measure(kind, fn, dev, warmup, steps, b, "clips/s", flops, peak))
         print(" | ".join(row), flush=True)
         del model, opt, x, batch
         if dev.type == "cuda":
@@ -180,20 +207,14 @@ def bench(dev: torch.device, b: int, t: int, size: int, warmup: int, steps: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--small", action="store_true", help="B = 1, T = 11, 32 px (a quick CPU check)")
-    ap.add_argument("--devices", default="auto", help="comma-separated cpu / cuda; auto = cpu, and cuda if available")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 10; --small 1)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3; --small 1)")
+    add_run_args(ap, "B = 1, T = 11, 32 px (a quick CPU check)")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="GPU peak for the fraction (default: the GPU's dense bf16 datasheet peak, if known)")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark (aufer's "
                     "engine leaves it off)")
     args = ap.parse_args()
     b, t, size = (1, 11, 32) if args.small else (8, 16, 224)
-    steps = args.steps if args.steps is not None else (1 if args.small else 10)
-    warmup = args.warmup if args.warmup is not None else (1 if args.small else 3)
-    devs = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])] if args.devices == "auto" else \
-        [d.strip() for d in args.devices.split(",") if d.strip()]
+    steps, warmup, devs = run_settings(args)
     torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
     print(f"MDHR ResNet-50 (mdhr.bp4d_resnet50, random init), B = {b} clips × T = {t} frames, {size} px; "
           f"median of {steps} steps after {warmup} warm-up; torch {torch.__version__}")

@@ -64,3 +64,4 @@ def test_every_compare_methods_run_builds_a_recipe_its_model_accepts():
     assert s2.model.name.endswith("_stage2") and s2.train.loss_args == {"lam": 0.01}
     assert s2.optim.lr == s1.optim.lr / 10
     assert s2.optim.groups["backbone"]["lr"] == s1.optim.groups["backbone"]["lr"] / 10
+    assert cm._recipe("graphau-2x", data, 112, 3, 0, None, 1.0).train.epochs == 6  # stage 2's steps in one stage
