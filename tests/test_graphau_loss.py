@@ -73,3 +73,44 @@ def test_both_stages_train_through_the_engine_and_stage_two_starts_from_stage_on
     assert any(k.startswith("head.edge") or "edge" in k for k in w2) and not any("edge_fc" in k for k in w1)
     cfg = json.loads((tmp_path / "s2" / "best.json").read_text())
     assert cfg["model"]["init_from"] is None  # the trained weights are the checkpoint; rebuilding needs no file
+
+
+def test_evaluate_scores_an_imported_official_graphau_checkpoint(tmp_path):
+    """`aufer import graphau` on a ME-GraphAU BP4D file in the official layout (random weights), then `aufer
+    evaluate MODEL --recipe --fold 1`: the imported folder is scored on the fold's test subjects of a tiny
+    SYNTHETIC BP4D-layout store with the official test framing (Resize 256 + CenterCrop 224); nothing is trained."""
+    import json
+
+    import pandas as pd
+    import torch
+    import yaml
+    from typer.testing import CliRunner
+
+    from engine_data import au_store, tiny_recipe
+
+    from aufer import vocab
+    from aufer.cli import app
+    from aufer.methods.graphau.official import to_official_state_dict
+    from aufer.models import create_model
+
+    torch.manual_seed(0)
+    src = create_model("graphau.bp4d_resnet18_stage1").eval()
+    torch.save({"epoch": 1, "state_dict": to_official_state_dict(src, "bp4d")}, tmp_path / "cur_model_fold1.pth")
+    runner = CliRunner()
+    r = runner.invoke(app, ["import", "graphau", str(tmp_path / "cur_model_fold1.pth"), "--variant", "bp4d",
+                            "--backbone", "resnet18", "--stage", "1", "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.stderr
+    au = au_store(tmp_path / "au.sqlite", seqs=1, frames=2, size=64, aus=vocab.dataset_aus("BP4D"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(au, data={"au": {"store": str(au), "clip_len": 1, "eval_clip_len": 1,
+                                                                  "batch_size": 2, "val_subjects": 1}})))
+    out = tmp_path / "eval"
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "m"), "--recipe", str(recipe), "--fold", "1", "--out", str(out),
+                            "--set", "data.workers=0"])
+    assert r.exit_code == 0, r.stderr + r.stdout
+    m = json.loads((out / "metrics_test.json").read_text())
+    assert m["model_name"] == "graphau.bp4d_resnet18_stage1" and m["aus_not_in_store"] == []
+    assert 0.0 <= m["metrics"]["au"]["au_f1_mean"] <= 1.0
+    frames = pd.read_parquet(out / "predictions" / "test_au_frames.parquet")
+    assert len(frames) > 0 and {"AU01_p", "AU24_p"} <= set(frames.columns)
+    assert frames["AU01_p"].between(0, 1).all()
