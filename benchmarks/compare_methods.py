@@ -25,9 +25,9 @@ validation AU F1 and UAR; AU F1 only or UAR only for single-task runs):
 * ``graphau`` — ME-GraphAU stage 1 (ANFL) on the Lite0 trunk, ``graphau.disfa_lite0_stage1`` (aufer's offline
   variant; k = 3 as for DISFA), frame by frame, with its weighted asymmetric loss and the class weights (AU only);
 * ``graphau-s2`` — ME-GraphAU stage 2 (MEFL), ``graphau.disfa_lite0_stage2``, started from the same seed's
-  ``graphau`` run (``model.args.init_from`` = its ``best.safetensors``, as ``train_stage2.py`` loads stage 1) and
-  trained ``--epochs`` more epochs with ``L_WA + 0.01 · L_E`` (λ of the DISFA recipe) at a tenth of the stage-1
-  rates (the official stage 2 runs at 1e-5 after 1e-4): twice the optimiser steps of the other runs in all;
+  ``graphau`` run (``model.args.init_from`` = ``OUT/graphau/seed{seed}/best.safetensors``, as ``train_stage2.py``
+  loads stage 1) and trained ``--epochs`` more epochs with ``L_WA + 0.01 · L_E`` (λ of the DISFA recipe) at a
+  tenth of the stage-1 rates (the official stage 2 runs at 1e-5 after 1e-4): twice the optimiser steps in all;
 * ``graphau-2x`` — stage 1 alone for twice ``--epochs``: the control with ``graphau-s2``'s number of steps;
 * ``ssm`` — ``ssm.disfa_lite0_minilm`` (Lite0 + MiniLM text prototypes; SSM's loss and step);
 * ``mal-l2rw`` / ``mal-mwn`` — MAL, RECONSTRUCTED (``aufer.methods.mal.step``): the joint model with meta-learned FE sample
@@ -226,9 +226,9 @@ def main() -> None:
                         raise SystemExit(f"{name}: run au-only for seed {seed} first (its model labels the AUs)")
                     store = _pseudo_store(data, out / "au-only" / f"seed{seed}", labeller)
                 init_from = None
-                if name in STAGE2_OF:
-                    init_from = out / STAGE2_OF[name] / f"seed{seed}" / "best.safetensors"
-                    if not init_from.exists():
+                if name in STAGE2_OF:  # one recipe over the seeds: "{seed}" is expanded by the engine
+                    init_from = out.resolve() / STAGE2_OF[name] / "seed{seed}" / "best.safetensors"
+                    if not Path(str(init_from).format(seed=seed)).exists():
                         raise SystemExit(f"{name}: run {STAGE2_OF[name]} for seed {seed} first (stage 2 starts "
                                          "from its stage-1 model)")
                 recipe = _recipe(name, data, args.size, args.epochs, seed, store, args.mal_scale, args.set,

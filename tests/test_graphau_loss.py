@@ -41,9 +41,10 @@ def test_recipe_loss_adds_lambda_times_the_edge_loss_only_when_there_are_edges()
 
 
 def test_both_stages_train_through_the_engine_and_stage_two_starts_from_stage_one(tmp_path):
-    """One short run of each stage on a tiny SYNTHETIC BP4D-layout store through `fit` with the graphau loss; the
-    stage-2 run starts from the stage-1 run's best checkpoint (init_from, non-strict, as the official code) and
-    records it as its weights' source."""
+    """Two folds of each stage on a tiny SYNTHETIC BP4D-layout store through `aufer experiment` with the graphau
+    loss; the stage-2 experiment names its stage-1 file once, ``init_from: …/{fold}/best.safetensors``: each fold
+    starts from its own fold's stage-1 best checkpoint (non-strict, as the official code), records that file as
+    its weights' source, and the folds summarise as one recipe."""
     import json
 
     from safetensors.torch import load_file
@@ -51,28 +52,47 @@ def test_both_stages_train_through_the_engine_and_stage_two_starts_from_stage_on
     from engine_data import au_store, tiny_recipe
 
     from aufer import vocab
+    from aufer.engine.experiment import run_experiment
     from aufer.engine.recipe import load
-    from aufer.engine.runner import fit
 
     au = au_store(tmp_path / "au.sqlite", seqs=1, frames=4, size=64, aus=vocab.dataset_aus("BP4D"))
     base = dict(data={"au": {"store": str(au), "clip_len": 1, "eval_clip_len": 1, "batch_size": 4, "val_subjects": 1,
                              "transform": {"size": 64, "hflip": 0.5, "rotation": 0, "scale": 0, "shift": 0}}},
-                train={"epochs": 1, "loss": "graphau", "max_steps_per_epoch": 2}, select={"metric": ["au_f1_mean"]})
+                train={"epochs": 1, "loss": "graphau", "max_steps_per_epoch": 2}, select={"metric": ["au_f1_mean"]},
+                folds=["1", "2"])
     r1 = load(values=tiny_recipe(au, model={"name": "graphau.bp4d_resnet18_stage1", "args": {"input_size": 64}}, **base))
-    m1 = fit(r1, tmp_path / "s1", progress=False)
-    assert 0.0 <= m1["test"]["au"]["au_f1_mean"] <= 1.0
-    steps = (tmp_path / "s1" / "steps.csv").read_text()
+    s1 = run_experiment(r1, tmp_path / "s1", progress=False)
+    assert len(s1["folds"]) == 2
+    steps = (tmp_path / "s1" / "fold-1" / "steps.csv").read_text()
     assert "loss_wa" in steps and "loss_edge" in steps
-    best1 = tmp_path / "s1" / "best.safetensors"
+    template = str(tmp_path / "s1" / "{fold}" / "best.safetensors")
     r2 = load(values=tiny_recipe(au, model={"name": "graphau.bp4d_resnet18_stage2",
-                                            "args": {"input_size": 64, "init_from": str(best1)}},
+                                            "args": {"input_size": 64, "init_from": template}},
                                  **{**base, "train": {**base["train"], "loss_args": {"lam": 0.05}}}))
-    m2 = fit(r2, tmp_path / "s2", progress=False)
-    assert m2["pretrained"] == f"checkpoint {best1}"
-    w1, w2 = load_file(str(best1)), load_file(str(tmp_path / "s2" / "best.safetensors"))
-    assert any(k.startswith("head.edge") or "edge" in k for k in w2) and not any("edge_fc" in k for k in w1)
-    cfg = json.loads((tmp_path / "s2" / "best.json").read_text())
-    assert cfg["model"]["init_from"] is None  # the trained weights are the checkpoint; rebuilding needs no file
+    s2 = run_experiment(r2, tmp_path / "s2", progress=False)
+    assert len(s2["folds"]) == 2
+    for fold in ("fold-1", "fold-2"):
+        best1 = tmp_path / "s1" / fold / "best.safetensors"
+        run = json.loads((tmp_path / "s2" / fold / "run.json").read_text())
+        assert run["pretrained"] == f"checkpoint {best1}"
+        w1, w2 = load_file(str(best1)), load_file(str(tmp_path / "s2" / fold / "best.safetensors"))
+        assert any("edge" in k for k in w2) and not any("edge_fc" in k for k in w1)
+        cfg = json.loads((tmp_path / "s2" / fold / "best.json").read_text())
+        assert cfg["model"]["init_from"] is None  # the trained weights are the checkpoint; rebuilding needs no file
+
+
+def test_fold_and_seed_placeholders_in_model_args():
+    import pytest
+
+    from aufer.engine.build import run_model_args
+    from aufer.engine.recipe import RecipeError
+
+    args = {"init_from": "runs/s1/{fold}/seed{seed}/best.safetensors", "input_size": 64, "backbone": "resnet18"}
+    assert run_model_args(args, "fold-2", 7) == {"init_from": "runs/s1/fold-2/seed7/best.safetensors",
+                                                 "input_size": 64, "backbone": "resnet18"}
+    with pytest.raises(RecipeError, match="has no fold"):
+        run_model_args(args, None, 0)
+    assert run_model_args({"init_from": "s1/seed{seed}.safetensors"}, None, 3) == {"init_from": "s1/seed3.safetensors"}
 
 
 def test_evaluate_scores_an_imported_official_graphau_checkpoint(tmp_path):

@@ -275,9 +275,25 @@ def check_model(recipe: Recipe) -> None:
         raise RecipeError(msg if msg.startswith(("model.", "data.")) else f"model.args: {msg}") from None
 
 
-def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
+def run_model_args(args: dict, fold: str | None, seed: int) -> dict:
+    """``model.args`` with ``{fold}`` (the run folder's fold name, e.g. ``fold-2``) and ``{seed}`` expanded in its
+    strings, so that one recipe names a per-fold or per-seed file, e.g. a two-stage method's stage 2 over an
+    experiment: ``init_from: runs/graphau-s1/{fold}/best.safetensors``. The recipe (and its hash) keeps the
+    template; the run records the file it read as its weights' source."""
+    def expand(v):
+        if not isinstance(v, str) or ("{fold}" not in v and "{seed}" not in v):
+            return v
+        if "{fold}" in v and fold is None:
+            raise RecipeError(f"model.args: {v!r} names {{fold}} but this run has no fold")
+        return v.replace("{fold}", fold or "").replace("{seed}", str(seed))
+
+    return {k: expand(v) for k, v in args.items()}
+
+
+def build_model(recipe: Recipe, aus, emotions, fold: str | None = None) -> torch.nn.Module:
     """``create_model(recipe.model.name, aus=…, emotions=…, **recipe.model.args)``, with initial weights from
-    ``model.checkpoint``, after :func:`check_model`.
+    ``model.checkpoint``, after :func:`check_model`; ``{fold}`` / ``{seed}`` in the arguments' strings become the
+    run's ``fold`` name and seed (:func:`run_model_args`).
 
     Raises:
         RecipeError: an unknown model name or a bad argument (:func:`check_model`), or one the factory refuses.
@@ -285,7 +301,7 @@ def build_model(recipe: Recipe, aus, emotions) -> torch.nn.Module:
     """
     spec = recipe.model
     check_model(recipe)
-    kwargs = {"aus": list(aus), "emotions": list(emotions), **spec.args}
+    kwargs = {"aus": list(aus), "emotions": list(emotions), **run_model_args(spec.args, fold, recipe.seed)}
     try:
         model = create_model(spec.name, checkpoint_path=spec.checkpoint, **kwargs)
     except (TypeError, ValueError) as e:  # an unknown argument, or a value the factory refuses

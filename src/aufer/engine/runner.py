@@ -213,7 +213,8 @@ def _fit(recipe: Recipe, run_dir: Path, folds: dict, info, *, resume: bool, cons
     rhash = recipe_hash(recipe)
     torch.manual_seed(recipe.seed)
     data = build_data(recipe, folds)
-    model = build_model(recipe, data.aus, data.emotions).to(info.device)
+    model = build_model(recipe, data.aus, data.emotions,
+                        fold=fold_name({t.kind: t.fold for t in data.tasks})).to(info.device)
     probe = _fit_probe(model, data, recipe, info)
     if recipe.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
