@@ -67,14 +67,14 @@ def measure(paths: list[tuple[Path, str]]) -> list[dict]:
     """One row per (image, framing) for the best face of each ``(path, group)``; images without a face are
     reported and left out."""
     from aufer.faces.align import alignment_matrix, transform_points
-    from aufer.faces.pipeline import FacePipeline
+    from aufer.faces.mediapipe_backend import MediaPipeFaceDetector
     from aufer.media import read_image
 
-    pipe = FacePipeline(crop_size=CROP, max_faces=1)
+    detector = MediaPipeFaceDetector(max_faces=1)
     rows = []
     for p, group in paths:
         img = read_image(p)
-        faces = pipe.detector.detect(img)
+        faces = detector.detect(img)
         if not faces:
             print(f"{p}: no face")
             continue

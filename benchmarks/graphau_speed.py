@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mdhr_speed import MODES, _fmt_flops, _sync, add_run_args, measure, peak_for, run_settings  # noqa: E402
+from mdhr_speed import MODES, _fmt_flops, _sync, add_run_args, measure, meta_flops, peak_for, run_settings  # noqa: E402
 
 TRAIN_MODEL = "graphau.bp4d_resnet50_stage1"
 INFER_MODEL = "graphau.opengraphau_resnet50_stage1"
@@ -48,22 +48,10 @@ def _input(b: int, size: int, dev: torch.device, channels_last: bool) -> torch.T
 
 
 def count_flops(name: str, size: int) -> tuple[float, float]:
-    """FLOPs per face: inference forward, training forward + backward (meta device, shapes only)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """FLOPs per face: inference forward, training forward + backward (:func:`mdhr_speed.meta_flops`)."""
     from aufer.models import create_model
 
-    with torch.device("meta"):
-        model = create_model(name, input_size=size)
-        x = torch.empty(1, 1, 3, size, size)
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(x)
-    infer = fc.get_total_flops()
-    model.train()
-    with FlopCounterMode(display=False) as fc:
-        model(x)["au"].sum().backward()
-    return infer, fc.get_total_flops()
+    return meta_flops(lambda: create_model(name, input_size=size), (1, 1, 3, size, size), lambda out: out["au"].sum())
 
 
 def bench(dev: torch.device, b_train: int, b_infer: int, size: int, warmup: int, steps: int,

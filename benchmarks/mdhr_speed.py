@@ -102,27 +102,34 @@ def _timed(fn, dev, warmup: int, steps: int) -> float:
     return statistics.median(times)
 
 
-def count_flops(b: int, t: int, size: int) -> tuple[float, float]:
-    """FLOPs per clip (inference forward; training forward + backward) counted by FlopCounterMode on the meta
-    device (shapes only: no memory, no time; the count depends on shapes, not on the device or precision). The
-    training count backpropagates the sum of ``au_prob`` and the AU-combination logits, so every head gets its
-    backward as under the MDHR loss (whose own element-wise ops FlopCounterMode does not count)."""
+def meta_flops(build, shape: tuple[int, ...], backward_of) -> tuple[float, float]:
+    """FLOPs of one batch of ``shape`` through the model ``build()`` makes: (inference forward, training forward +
+    backward of ``backward_of(outputs)``), counted by FlopCounterMode on the meta device (shapes only: no memory,
+    no time; the count depends on shapes, not on the device or precision)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from aufer.models import create_model
-
     with torch.device("meta"):
-        model = create_model("mdhr.bp4d_resnet50", pretrained=False)
-        x = torch.empty(b, t, 3, size, size)
+        model = build()
+        x = torch.empty(*shape)
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model(x)
     infer = fc.get_total_flops()
     model.train()
     with FlopCounterMode(display=False) as fc:
-        out = model(x)
-        (out["au_prob"].sum() + sum(s.sum() for s in out["sub"])).backward()
-    return infer / b, fc.get_total_flops() / b
+        backward_of(model(x)).backward()
+    return infer, fc.get_total_flops()
+
+
+def count_flops(b: int, t: int, size: int) -> tuple[float, float]:
+    """FLOPs per clip (inference forward; training forward + backward), :func:`meta_flops`. The training count
+    backpropagates the sum of ``au_prob`` and the AU-combination logits, so every head gets its backward as under
+    the MDHR loss (whose own element-wise ops FlopCounterMode does not count)."""
+    from aufer.models import create_model
+
+    infer, train = meta_flops(lambda: create_model("mdhr.bp4d_resnet50", pretrained=False), (b, t, 3, size, size),
+                              lambda out: out["au_prob"].sum() + sum(s.sum() for s in out["sub"]))
+    return infer / b, train / b
 
 
 def _fmt_flops(v: float) -> str:
